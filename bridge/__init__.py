@@ -1,0 +1,1 @@
+"""mless lab: the poller, execution environments, local cloud and CLI."""

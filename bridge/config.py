@@ -1,0 +1,60 @@
+"""Lab-side settings of each function: where its code is and how to run it."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bridge.errors import ConfigurationError
+
+PYTHON_RUNTIME_PREFIX = "python"
+NODE_RUNTIME_PREFIX = "nodejs"
+
+
+def current_python_runtime() -> str:
+    """The Lambda runtime name matching the interpreter running the lab."""
+    return f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """How the lab runs one function.
+
+    `name` is the function's name in AWS; requests for it run `handler` from
+    `code_dir`, as Lambda runs it from /var/task.
+    """
+
+    name: str
+    handler: str
+    code_dir: Path
+    runtime: str = field(default_factory=current_python_runtime)
+    interpreter: str | None = None
+    layers: tuple[Path, ...] = ()
+    concurrency: int = 10
+    environment: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.code_dir.is_dir():
+            raise ConfigurationError(
+                f"The code directory {self.code_dir} of function {self.name!r} "
+                "does not exist."
+            )
+        if "." not in self.handler:
+            raise ConfigurationError(
+                f"The handler {self.handler!r} of function {self.name!r} is not "
+                "of the form module.function (for example app.handler)."
+            )
+        if not self.runtime.startswith((PYTHON_RUNTIME_PREFIX, NODE_RUNTIME_PREFIX)):
+            raise ConfigurationError(
+                f"The runtime {self.runtime!r} of function {self.name!r} is not "
+                "supported; mless runs pythonX.Y and nodejsNN.x functions."
+            )
+        if self.concurrency < 1:
+            raise ConfigurationError(
+                f"The concurrency of function {self.name!r} must be at least 1."
+            )
+
+    @property
+    def is_python(self) -> bool:
+        return self.runtime.startswith(PYTHON_RUNTIME_PREFIX)

@@ -1,0 +1,1 @@
+"""Execution environments in the lab: child processes that run handlers like Lambda."""

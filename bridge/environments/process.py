@@ -1,0 +1,303 @@
+"""One execution environment: a child process serving one function's invocations.
+
+The parent side of docs/execution-environment-protocol.md. The child imports
+the handler once (init) and then runs one invocation at a time; this object
+starts it, hands it invocations, streams its output lines to a sink with the
+request id they belong to, and enforces the deadline. A child that runs past
+its deadline or dies is finished: the pool replaces it, and since the child
+answers only on its own pipe, a late result can never reach another caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# How long to wait for the last output of an invocation once its result is in;
+# the child writes the sentinel before the result, so this is only a bound.
+OUTPUT_DRAIN_SECONDS = 2.0
+
+OutputSink = Callable[[str | None, str], None]
+"""Receives (request id or None during init, one line of the handler's output)."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the environment needs to run one invocation."""
+
+    request_id: str
+    invoked_function_arn: str
+    deadline_ms: int
+    timeout_ms: int
+    event_json: str
+    client_context_json: str | None = None
+    identity_json: str | None = None
+    trace_id: str | None = None
+    tenant_id: str | None = None
+    environment: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one invocation ended, with what Lambda's REPORT line shows."""
+
+    request_id: str
+    status: str  # "success", "error", "timeout" or "crash"
+    payload: str | None = None
+    payload_base64: str | None = None
+    error: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+    init_duration_ms: float | None = None
+    max_memory_mb: int = 0
+
+    @property
+    def error_type(self) -> str | None:
+        return None if self.error is None else self.error.get("errorType")
+
+
+class ExecutionEnvironment:
+    """A warm child process for one function; call `invoke` from one thread."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        environment: Mapping[str, str],
+        code_dir: str,
+        sink: OutputSink,
+    ) -> None:
+        self._sentinel = secrets.token_hex(16)
+        self._sink = sink
+        self._request_id: str | None = None
+        self._messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._drained = threading.Event()
+        self._drained.set()
+        self.init_duration_ms: float | None = None
+        self.init_error: dict[str, Any] | None = None
+        self.max_memory_mb = 0
+        self.alive = True
+        self._spawn(command, environment, code_dir)
+
+    def _spawn(
+        self, command: Sequence[str], environment: Mapping[str, str], code_dir: str
+    ) -> None:
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+        output_r, output_w = os.pipe()
+        args = [*command[:2], str(to_child_r), str(from_child_w), self._sentinel]
+        self.started_at = time.monotonic()
+        self._process = subprocess.Popen(
+            [*args, *command[2:]],
+            env=dict(environment),
+            cwd=code_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=output_w,
+            stderr=output_w,
+            pass_fds=(to_child_r, from_child_w),
+            start_new_session=True,
+        )
+        for fd in (to_child_r, from_child_w, output_w):
+            os.close(fd)
+        self._drained.clear()
+        threading.Thread(
+            target=self._read_output, args=(output_r,), daemon=True
+        ).start()
+        threading.Thread(target=self._read_messages, daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def wait_ready(self, deadline_ms: int) -> bool:
+        """Wait for init to finish; False when it failed (see `init_error`)."""
+        message = self._next_message(deadline_ms)
+        if message is None or message.get("type") != "ready":
+            self.init_duration_ms = (time.monotonic() - self.started_at) * 1000
+            self.init_error = (message or {}).get("error") or _exit_error(
+                "", self._exit_status()
+            )
+            self.close()
+            return False
+        self.init_duration_ms = float(message.get("init_duration_ms", 0.0))
+        self._drained.set()
+        return True
+
+    def invoke(self, invocation: Invocation) -> Outcome:
+        """Run one invocation and return how it ended; never raises for the child."""
+        self._request_id = invocation.request_id
+        self._drained.clear()
+        started = time.monotonic()
+        self._send(_invoke_message(invocation))
+        message = self._next_message(invocation.deadline_ms)
+        duration_ms = (time.monotonic() - started) * 1000
+        if message is None:
+            return self._ended_early(invocation, duration_ms)
+        self._drained.wait(OUTPUT_DRAIN_SECONDS)
+        self.max_memory_mb = max(
+            self.max_memory_mb, message.get("max_rss_kb", 0) // 1024
+        )
+        error = message.get("error")
+        return Outcome(
+            request_id=invocation.request_id,
+            status="error" if error else "success",
+            payload=message.get("payload"),
+            payload_base64=message.get("payload_base64"),
+            error=error,
+            duration_ms=duration_ms,
+            max_memory_mb=self.max_memory_mb,
+        )
+
+    def _ended_early(self, invocation: Invocation, duration_ms: float) -> Outcome:
+        """The child timed out or died: stop it and describe it as Lambda does."""
+        timed_out = self._process.poll() is None
+        self.close()
+        self._drained.wait(OUTPUT_DRAIN_SECONDS)
+        request_id = invocation.request_id
+        if timed_out:
+            seconds = invocation.timeout_ms / 1000
+            error = {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"RequestId: {request_id} Error: Task timed out "
+                f"after {seconds:.2f} seconds",
+            }
+            return Outcome(
+                request_id,
+                "timeout",
+                error=error,
+                duration_ms=float(invocation.timeout_ms),
+                max_memory_mb=self.max_memory_mb,
+            )
+        error = _exit_error(request_id, self._exit_status())
+        return Outcome(
+            request_id,
+            "crash",
+            error=error,
+            duration_ms=duration_ms,
+            max_memory_mb=self.max_memory_mb,
+        )
+
+    def close(self) -> None:
+        """Stop the child (and anything it started) at once."""
+        self.alive = False
+        if self._process.poll() is None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.close(self._to_child)
+        except OSError:
+            pass
+        self._process.wait()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        line = (json.dumps(message) + "\n").encode("ascii")
+        try:
+            os.write(self._to_child, line)
+        except OSError:
+            pass  # The child is gone; _next_message sees the end of its pipe.
+
+    def _next_message(self, deadline_ms: int) -> dict[str, Any] | None:
+        timeout = max(0.0, deadline_ms / 1000 - time.time())
+        try:
+            return self._messages.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _exit_status(self) -> int | None:
+        try:
+            return self._process.wait(timeout=OUTPUT_DRAIN_SECONDS)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _read_messages(self) -> None:
+        with os.fdopen(self._from_child, "rb") as control:
+            for line in control:
+                try:
+                    self._messages.put(json.loads(line))
+                except ValueError:
+                    logger.warning(
+                        "Ignored a malformed line from environment %s", self.pid
+                    )
+        self._messages.put(None)
+
+    def _read_output(self, fd: int) -> None:
+        marker = f"\x1e{self._sentinel}\x1e".encode("ascii")
+        pending = b""
+        with os.fdopen(fd, "rb", buffering=0) as output:
+            while chunk := output.read(65536):
+                pending = self._emit_lines(pending + chunk, marker)
+        if pending:
+            self._emit(pending)
+        self._drained.set()
+
+    def _emit_lines(self, data: bytes, marker: bytes) -> bytes:
+        """Send every complete line to the sink; return what is left over."""
+        while True:
+            cut = data.find(marker)
+            head = data if cut < 0 else data[:cut]
+            *lines, rest = head.split(b"\n")
+            for line in lines:
+                self._emit(line)
+            if cut < 0:
+                # Keep a possible start of the marker for the next chunk.
+                return rest
+            if rest:
+                self._emit(rest)
+            data = data[cut + len(marker) :]
+            self._drained.set()
+
+    def _emit(self, line: bytes) -> None:
+        self._sink(self._request_id, line.decode("utf-8", errors="replace"))
+
+
+def _invoke_message(invocation: Invocation) -> dict[str, Any]:
+    return {
+        "type": "invoke",
+        "request_id": invocation.request_id,
+        "invoked_function_arn": invocation.invoked_function_arn,
+        "deadline_ms": invocation.deadline_ms,
+        "timeout_ms": invocation.timeout_ms,
+        "event": invocation.event_json,
+        "client_context": invocation.client_context_json,
+        "identity": invocation.identity_json,
+        "trace_id": invocation.trace_id,
+        "tenant_id": invocation.tenant_id,
+        "environment": dict(invocation.environment or {}),
+    }
+
+
+def _exit_error(request_id: str, status: int | None) -> dict[str, Any]:
+    """Lambda's error for a runtime process that exited during an invocation."""
+    if status == 0:
+        reason = "Runtime exited without providing a reason"
+    elif status is not None and status < 0:
+        reason = f"Runtime exited with error: signal: {_signal_name(-status)}"
+    else:
+        reason = f"Runtime exited with error: exit status {status}"
+    return {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": f"RequestId: {request_id} Error: {reason}",
+    }
+
+
+def _signal_name(number: int) -> str:
+    # Lambda's platform is written in Go and names signals as Go does.
+    names = {
+        signal.SIGKILL: "killed",
+        signal.SIGSEGV: "segmentation fault",
+        signal.SIGABRT: "aborted",
+        signal.SIGTERM: "terminated",
+    }
+    return names.get(signal.Signals(number), signal.Signals(number).name.lower())

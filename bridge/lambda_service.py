@@ -1,0 +1,233 @@
+"""A stand-in for the Lambda service on the local cloud: it runs deployed code.
+
+moto keeps functions' configurations but runs no code without Docker. This
+plays the part Lambda plays for the proxy: it reads the deployed function's
+configuration (handler, runtime, timeout, memory, environment, role), finds
+the code that was deployed (by its CodeSha256, among the objects of the code
+bucket), and runs it in execution environments of the lab's own kind, with
+an event, a context, a deadline and the role's credentials, one invocation at
+a time per environment. What runs is the real proxy package as deployed, not
+a copy of its logic.
+
+NOTE: asynchronous (Event) invocations run once; Lambda would retry a failed
+one twice, a minute or more apart, which no test or demo wants to wait for.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import sys
+import tempfile
+import threading
+import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.clock import now_ms
+from bridge.config import FunctionSettings
+from bridge.environments.pool import Pool
+from bridge.environments.process import Invocation, Outcome
+from bridge.environments.variables import Platform, credential_variables
+from bridge.errors import ConfigurationError
+from lambda_proxy import wire
+
+logger = logging.getLogger(__name__)
+
+# Each proxy environment serves one invocation at a time, so this many
+# overlapping invocations of one function can run (Lambda's default account
+# concurrency is far higher; a laptop is not).
+MAX_ENVIRONMENTS_PER_FUNCTION = 64
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """What Lambda's Invoke API answers."""
+
+    status_code: int
+    payload: bytes
+    function_error: str | None = None
+
+
+class _QuietLog:
+    """The proxy's own logs go to the debug log, not to the lab's console."""
+
+    def start(self, function: str, request_id: str, version: str) -> None:
+        logger.debug("%s START %s", function, request_id)
+
+    def line(self, function: str, request_id: str | None, text: str) -> None:
+        logger.debug("%s %s %s", function, request_id, text)
+
+    def end(self, function: str, outcome: Outcome, memory_mb: int) -> None:
+        logger.debug("%s END %s %s", function, outcome.request_id, outcome.status)
+
+
+class LambdaService:
+    """Invokes functions deployed on the local cloud, as Lambda would."""
+
+    def __init__(self, clients: Any, code_bucket: str, endpoint_url: str) -> None:
+        self._clients = clients
+        self._code_bucket = code_bucket
+        self._platform = Platform(endpoint_url=endpoint_url)
+        self._code_root = Path(tempfile.mkdtemp(prefix="mless-local-lambda-"))
+        self._pools: dict[tuple[str, str], Pool] = {}
+        self._lock = threading.Lock()
+        self._async = ThreadPoolExecutor(16, thread_name_prefix="mless-event")
+        self._log = _QuietLog()
+
+    def invoke(
+        self,
+        function_name: str,
+        payload: bytes = b"{}",
+        invocation_type: str = "RequestResponse",
+        client_context: str | None = None,
+    ) -> InvokeResult:
+        """Invoke a function: wait for it, or queue it for an Event invocation."""
+        try:
+            event_json = payload.decode("utf-8")
+            json.loads(event_json)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"The payload for {function_name!r} is not JSON: {exc}"
+            ) from exc
+        if invocation_type == "Event":
+            self._async.submit(self._invoke_logged, function_name, event_json)
+            return InvokeResult(202, b"")
+        outcome = self._run(function_name, event_json, client_context)
+        return _invoke_result(outcome)
+
+    def close(self) -> None:
+        self._async.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.close()
+
+    def _invoke_logged(self, function_name: str, event_json: str) -> None:
+        try:
+            outcome = self._run(function_name, event_json, None)
+        except Exception:
+            logger.exception("Event invocation of %s failed", function_name)
+            return
+        if outcome.error is not None:
+            logger.warning(
+                "Event invocation %s of %s ended with %s",
+                outcome.request_id,
+                function_name,
+                outcome.error_type,
+            )
+
+    def _run(
+        self, function_name: str, event_json: str, client_context: str | None
+    ) -> Outcome:
+        lambda_client = self._clients.client("lambda")
+        config = lambda_client.get_function_configuration(FunctionName=function_name)
+        pool = self._pool(config)
+        function = _identity(config)
+        credentials = self._credentials(config)
+        request_id = str(uuid.uuid4())
+        invocation = Invocation(
+            request_id=request_id,
+            invoked_function_arn=config["FunctionArn"],
+            deadline_ms=now_ms() + function["timeout_ms"],
+            timeout_ms=function["timeout_ms"],
+            event_json=event_json,
+            client_context_json=_decode_client_context(client_context),
+            trace_id=_trace_id(),
+            environment=credential_variables(credentials),
+        )
+        variables = config.get("Environment", {}).get("Variables", {})
+        return pool.invoke(function, variables, credentials, invocation)
+
+    def _pool(self, config: dict[str, Any]) -> Pool:
+        key = (config["FunctionName"], config["CodeSha256"])
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                settings = FunctionSettings(
+                    name=config["FunctionName"],
+                    handler=config["Handler"],
+                    code_dir=self._code_dir(config["CodeSha256"]),
+                    runtime=config.get("Runtime", "python3.12"),
+                    # Lambda's Python runtimes include boto3; the lab's
+                    # interpreter has it, whatever version the runtime names.
+                    interpreter=sys.executable,
+                    concurrency=MAX_ENVIRONMENTS_PER_FUNCTION,
+                )
+                pool = self._pools[key] = Pool(settings, self._log, self._platform)
+        return pool
+
+    def _code_dir(self, code_sha256: str) -> Path:
+        """Unpack the deployed package whose SHA-256 Lambda reports."""
+        target = self._code_root / hashlib.sha256(code_sha256.encode()).hexdigest()
+        if target.is_dir():
+            return target
+        s3 = self._clients.client("s3")
+        listing = s3.list_objects_v2(Bucket=self._code_bucket)
+        for item in listing.get("Contents", []):
+            body = s3.get_object(Bucket=self._code_bucket, Key=item["Key"])["Body"]
+            data = body.read()
+            digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+            if digest == code_sha256:
+                zipfile.ZipFile(io.BytesIO(data)).extractall(target)
+                return target
+        raise ConfigurationError(
+            f"No package with SHA-256 {code_sha256} is in bucket "
+            f"{self._code_bucket}; the local cloud runs only code deployed there."
+        )
+
+    def _credentials(self, config: dict[str, Any]) -> wire.Credentials:
+        sts = self._clients.client("sts")
+        session_name = config["FunctionName"][:64]
+        granted = sts.assume_role(RoleArn=config["Role"], RoleSessionName=session_name)
+        credentials = granted["Credentials"]
+        return {
+            "access_key_id": credentials["AccessKeyId"],
+            "secret_access_key": credentials["SecretAccessKey"],
+            "session_token": credentials["SessionToken"],
+        }
+
+
+def _identity(config: dict[str, Any]) -> wire.FunctionIdentity:
+    name = config["FunctionName"]
+    day = datetime.now(UTC).strftime("%Y/%m/%d")
+    return {
+        "name": name,
+        "version": config.get("Version", "$LATEST"),
+        "invoked_arn": config["FunctionArn"],
+        "memory_mb": int(config.get("MemorySize", 128)),
+        "timeout_ms": int(config.get("Timeout", 3)) * 1000,
+        "region": config["FunctionArn"].split(":")[3],
+        "log_group": f"/aws/lambda/{name}",
+        "log_stream": f"{day}/[$LATEST]{uuid.uuid4().hex}",
+    }
+
+
+def _invoke_result(outcome: Outcome) -> InvokeResult:
+    if outcome.payload is not None:
+        return InvokeResult(200, outcome.payload.encode("utf-8"))
+    if outcome.payload_base64 is not None:
+        return InvokeResult(200, base64.b64decode(outcome.payload_base64))
+    # Lambda serializes error payloads with the runtime's default separators.
+    error = json.dumps(outcome.error or {}, ensure_ascii=False)
+    return InvokeResult(200, error.encode("utf-8"), function_error="Unhandled")
+
+
+def _decode_client_context(client_context: str | None) -> str | None:
+    # The Invoke API takes the client context base64-encoded.
+    if client_context is None:
+        return None
+    return base64.b64decode(client_context).decode("utf-8")
+
+
+def _trace_id() -> str:
+    epoch = f"{int(now_ms() / 1000):08x}"
+    return (
+        f"Root=1-{epoch}-{uuid.uuid4().hex[:24]};"
+        f"Parent={uuid.uuid4().hex[:16]};Sampled=0"
+    )
