@@ -140,6 +140,7 @@ class LambdaService:
             client_context_json=_decode_client_context(client_context),
             trace_id=_trace_id(),
             environment=credential_variables(credentials),
+            deadline_after_init=True,
         )
         variables = config.get("Environment", {}).get("Variables", {})
         return pool.invoke(function, variables, credentials, invocation)

@@ -27,6 +27,8 @@ import os
 import time
 from typing import Any
 
+import boto3
+
 from lambda_proxy import wire
 from lambda_proxy.replies import LabTimeoutError, ReplyQueue
 
@@ -78,11 +80,6 @@ class _Proxy:
     """What one proxy execution environment keeps between invocations."""
 
     def __init__(self) -> None:
-        # boto3 is imported here, not at module level: an environment pays for
-        # it once, on its first invocation, and importing this module for its
-        # names (tests, the lab) costs nothing.
-        import boto3
-
         self.request_queue_url = os.environ["MLESS_REQUEST_QUEUE_URL"]
         self.reply_queue_prefix = os.environ["MLESS_REPLY_QUEUE_PREFIX"]
         self.sqs = boto3.client("sqs")
@@ -119,7 +116,10 @@ class _Proxy:
         return answer(reply)
 
 
-_proxy: _Proxy | None = None
+# Created during init, which Lambda runs with its own time budget before the
+# first invocation's timeout starts; the first invocation then only creates
+# this environment's reply queue.
+_proxy = _Proxy() if "MLESS_REQUEST_QUEUE_URL" in os.environ else None
 
 
 def handler(event: Any, context: Any) -> Any:

@@ -22,12 +22,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from bridge.clock import now_ms
 from bridge.config import FunctionSettings, current_python_runtime
 from bridge.environments.process import ExecutionEnvironment, Invocation, Outcome
 from bridge.environments.variables import Platform, lambda_environment
 from lambda_proxy import wire
 
 logger = logging.getLogger(__name__)
+
+# Lambda gives init ten seconds of its own, outside the invocation's timeout.
+INIT_LIMIT_MS = 10_000
 
 _HERE = Path(__file__).resolve().parent
 PYTHON_WORKER = _HERE / "python_worker.py"
@@ -94,12 +98,19 @@ class Pool:
     def _run(self, warm: _Warm, invocation: Invocation) -> Outcome:
         environment = warm.environment
         cold = environment.init_duration_ms is None
-        if cold and not environment.wait_ready(invocation.deadline_ms):
+        init_deadline_ms = invocation.deadline_ms
+        if invocation.deadline_after_init:
+            init_deadline_ms = now_ms() + INIT_LIMIT_MS
+        if cold and not environment.wait_ready(init_deadline_ms):
             return Outcome(
                 request_id=invocation.request_id,
                 status="error",
                 error=environment.init_error,
                 init_duration_ms=environment.init_duration_ms,
+            )
+        if invocation.deadline_after_init:
+            invocation = replace(
+                invocation, deadline_ms=now_ms() + invocation.timeout_ms
             )
         outcome = environment.invoke(invocation)
         if cold:

@@ -47,6 +47,9 @@ class Invocation:
     trace_id: str | None = None
     tenant_id: str | None = None
     environment: Mapping[str, str] | None = None
+    # Lambda starts an invocation's clock once init is done; the lab cannot,
+    # since its deadline is the proxy's, already running.
+    deadline_after_init: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class ExecutionEnvironment:
         self.init_duration_ms: float | None = None
         self.init_error: dict[str, Any] | None = None
         self.max_memory_mb = 0
-        self.alive = True
+        self._closed = False
         self._spawn(command, environment, code_dir)
 
     def _spawn(
@@ -119,6 +122,15 @@ class ExecutionEnvironment:
     def pid(self) -> int:
         return self._process.pid
 
+    @property
+    def alive(self) -> bool:
+        """Whether the child can serve another invocation.
+
+        A runtime may exit right after answering (Node.js does after an
+        uncaught exception), so the process itself is asked.
+        """
+        return not self._closed and self._process.poll() is None
+
     def wait_ready(self, deadline_ms: int) -> bool:
         """Wait for init to finish; False when it failed (see `init_error`)."""
         message = self._next_message(deadline_ms)
@@ -130,7 +142,9 @@ class ExecutionEnvironment:
             self.close()
             return False
         self.init_duration_ms = float(message.get("init_duration_ms", 0.0))
-        self._drained.set()
+        # Init's output ends with a sentinel too, so none of it is taken for
+        # the first invocation's.
+        self._drained.wait(OUTPUT_DRAIN_SECONDS)
         return True
 
     def invoke(self, invocation: Invocation) -> Outcome:
@@ -189,7 +203,7 @@ class ExecutionEnvironment:
 
     def close(self) -> None:
         """Stop the child (and anything it started) at once."""
-        self.alive = False
+        self._closed = True
         if self._process.poll() is None:
             try:
                 os.killpg(self._process.pid, signal.SIGKILL)
