@@ -28,10 +28,14 @@ class Clients:
         profile: str | None = None,
         region: str | None = None,
         endpoint_url: str | None = None,
-        credentials: dict[str, str] | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
+        access_key, secret_key = credentials or (None, None)
         self.session = boto3.Session(
-            profile_name=profile, region_name=region, **(credentials or {})
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            profile_name=profile,
+            region_name=region,
         )
         self.endpoint_url = endpoint_url
         self._clients: dict[str, Any] = {}
@@ -45,7 +49,8 @@ class Clients:
         """The shared client for one service (boto3 clients are thread-safe)."""
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = self.session.client(
+                session: Any = self.session  # boto3's stubs want a literal name
+                self._clients[service] = session.client(
                     service,
                     region_name=self.region,
                     endpoint_url=self.endpoint_url,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO
 
 import click
 
@@ -97,7 +99,7 @@ def invoke(
     context: click.Context,
     handler: str,
     code_dir: Path,
-    events: tuple[click.utils.LazyFile, ...],
+    events: tuple[BinaryIO, ...],
     runtime: str,
     timeout: int,
     memory: int,
@@ -153,23 +155,13 @@ def _function_name(handler: str) -> str:
     return f"{module}-function"[:64]
 
 
-class _user_errors:
+@contextmanager
+def _user_errors(context: click.Context) -> Iterator[None]:
     """Turn mless's own errors into one line on stderr and an exit code."""
-
-    def __init__(self, context: click.Context) -> None:
-        self._debug = bool(context.obj and context.obj.get("debug"))
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
-        if not isinstance(exc, MlessError):
-            return False
-        if self._debug:
+    try:
+        yield
+    except MlessError as exc:
+        if context.obj and context.obj.get("debug"):
             logging.getLogger(__name__).exception("mless failed")
         click.echo(f"mless: {exc}", err=True)
-        _exit(EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILED)
-
-
-def _exit(code: int) -> NoReturn:
-    sys.exit(code)
+        sys.exit(EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILED)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from bridge.errors import ConfigurationError
@@ -15,6 +16,24 @@ NODE_RUNTIME_PREFIX = "nodejs"
 def current_python_runtime() -> str:
     """The Lambda runtime name matching the interpreter running the lab."""
     return f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+class DebuggerKind(Enum):
+    """The debuggers an execution environment can run under."""
+
+    DEBUGPY = "debugpy"  # VS Code: the environment listens, the IDE attaches
+    PYDEVD = "pydevd"  # PyCharm, PyDev: the environment connects to the IDE
+    NODE_INSPECT = "node-inspect"  # Chrome DevTools, VS Code: node --inspect
+
+
+@dataclass(frozen=True)
+class DebuggerSettings:
+    """Where a function's execution environments meet the developer's debugger."""
+
+    kind: DebuggerKind
+    host: str = "127.0.0.1"
+    port: int = 5678
+    wait: bool = True
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,7 @@ class FunctionSettings:
     layers: tuple[Path, ...] = ()
     concurrency: int = 10
     environment: tuple[tuple[str, str], ...] = ()
+    debugger: DebuggerSettings | None = None
 
     def __post_init__(self) -> None:
         if not self.code_dir.is_dir():

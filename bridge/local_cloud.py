@@ -24,17 +24,15 @@ from typing import Any
 
 from bridge.aws import Clients
 from bridge.lambda_service import LambdaService
-from bridge.poller import Queues
 from bridge.packaging import build_proxy_zip, code_key
+from bridge.poller import Queues
 from bridge.stack import StackOutputs, deploy_stack, ensure_code_bucket
 
 logger = logging.getLogger(__name__)
 
 LOCAL_REGION = "us-east-1"
-LOCAL_CREDENTIALS = {
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-}
+# moto accepts any credentials; these are the ones its documentation uses.
+LOCAL_CREDENTIALS = ("testing", "testing")
 SERVER_START_SECONDS = 30.0
 NOTIFICATION_WAIT_SECONDS = 1
 

@@ -34,10 +34,10 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge.clock import ClockOffset, now_ms
-from bridge.errors import BadMessageError
 from bridge.environments.pool import Pool
 from bridge.environments.process import Invocation, Outcome
 from bridge.environments.variables import credential_variables
+from bridge.errors import BadMessageError
 from lambda_proxy import wire
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import boto3
 
@@ -199,7 +199,7 @@ def _error_class(error_type: str) -> type[Exception]:
     return type(error_type, (Exception,), {"__module__": "builtins"})
 
 
-def _wait_for_lambda_timeout() -> None:
+def _wait_for_lambda_timeout() -> NoReturn:
     """Sleep until Lambda stops this invocation with its own timeout error."""
     while True:
         time.sleep(1)

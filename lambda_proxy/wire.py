@@ -181,9 +181,13 @@ def decode(body: str) -> Envelope:
         raise EnvelopeError(f"the {kind} lacks {', '.join(missing)}")
     if kind == "request":
         _check_request(message)
-    if kind == "reply" and ("payload" in message) + ("payload_base64" in message) + (
-        "error" in message
-    ) != 1:
+    if (
+        kind == "reply"
+        and ("payload" in message)
+        + ("payload_base64" in message)
+        + ("error" in message)
+        != 1
+    ):
         raise EnvelopeError("a reply holds exactly one of payload or error")
     return message  # type: ignore[return-value]
 

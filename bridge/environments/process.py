@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 # the child writes the sentinel before the result, so this is only a bound.
 OUTPUT_DRAIN_SECONDS = 2.0
 
+# Put on the message queue when the child's control pipe closes.
+_CHILD_EXITED: dict[str, Any] = {"type": "exited"}
+
 OutputSink = Callable[[str | None, str], None]
 """Receives (request id or None during init, one line of the handler's output)."""
 
@@ -83,7 +86,7 @@ class ExecutionEnvironment:
         self._sentinel = secrets.token_hex(16)
         self._sink = sink
         self._request_id: str | None = None
-        self._messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self._drained = threading.Event()
         self._drained.set()
         self.init_duration_ms: float | None = None
@@ -136,9 +139,7 @@ class ExecutionEnvironment:
         message = self._next_message(deadline_ms)
         if message is None or message.get("type") != "ready":
             self.init_duration_ms = (time.monotonic() - self.started_at) * 1000
-            self.init_error = (message or {}).get("error") or _exit_error(
-                "", self._exit_status()
-            )
+            self.init_error = self._init_failure(message)
             self.close()
             return False
         self.init_duration_ms = float(message.get("init_duration_ms", 0.0))
@@ -155,8 +156,9 @@ class ExecutionEnvironment:
         self._send(_invoke_message(invocation))
         message = self._next_message(invocation.deadline_ms)
         duration_ms = (time.monotonic() - started) * 1000
-        if message is None:
-            return self._ended_early(invocation, duration_ms)
+        if message is None or message is _CHILD_EXITED:
+            timed_out = message is None
+            return self._ended_early(invocation, duration_ms, timed_out)
         self._drained.wait(OUTPUT_DRAIN_SECONDS)
         self.max_memory_mb = max(
             self.max_memory_mb, message.get("max_rss_kb", 0) // 1024
@@ -172,9 +174,21 @@ class ExecutionEnvironment:
             max_memory_mb=self.max_memory_mb,
         )
 
-    def _ended_early(self, invocation: Invocation, duration_ms: float) -> Outcome:
+    def _init_failure(self, message: dict[str, Any] | None) -> dict[str, Any]:
+        if message is None:
+            return {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": "Init did not finish before the invocation's deadline",
+            }
+        # After init_error or an exit, the child is ending: its status tells.
+        status = self._exit_status()
+        return message.get("error") or _exit_error("", status)
+
+    def _ended_early(
+        self, invocation: Invocation, duration_ms: float, timed_out: bool
+    ) -> Outcome:
         """The child timed out or died: stop it and describe it as Lambda does."""
-        timed_out = self._process.poll() is None
+        status = None if timed_out else self._exit_status()
         self.close()
         self._drained.wait(OUTPUT_DRAIN_SECONDS)
         request_id = invocation.request_id
@@ -192,7 +206,7 @@ class ExecutionEnvironment:
                 duration_ms=float(invocation.timeout_ms),
                 max_memory_mb=self.max_memory_mb,
             )
-        error = _exit_error(request_id, self._exit_status())
+        error = _exit_error(request_id, status)
         return Outcome(
             request_id,
             "crash",
@@ -223,6 +237,7 @@ class ExecutionEnvironment:
             pass  # The child is gone; _next_message sees the end of its pipe.
 
     def _next_message(self, deadline_ms: int) -> dict[str, Any] | None:
+        """The child's next message, _CHILD_EXITED, or None at the deadline."""
         timeout = max(0.0, deadline_ms / 1000 - time.time())
         try:
             return self._messages.get(timeout=timeout)
@@ -244,7 +259,7 @@ class ExecutionEnvironment:
                     logger.warning(
                         "Ignored a malformed line from environment %s", self.pid
                     )
-        self._messages.put(None)
+        self._messages.put(_CHILD_EXITED)
 
     def _read_output(self, fd: int) -> None:
         marker = f"\x1e{self._sentinel}\x1e".encode("ascii")

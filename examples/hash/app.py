@@ -15,7 +15,9 @@ import boto3
 
 HASH_SUFFIX = ".sha1"
 
-logger = logging.getLogger()
+# A logger of its own at INFO: Lambda leaves the root logger at WARNING, so
+# boto3's own INFO lines stay out of the log.
+logger = logging.getLogger("hash")
 logger.setLevel(logging.INFO)
 
 # Created once per execution environment and reused while it is warm.

@@ -33,9 +33,7 @@ def test_one_invocation_returns_the_handlers_result(deployed_function, local_clo
     assert 0 < payload["remaining_ms"] <= 3000
 
 
-def test_the_environment_stays_warm_between_invocations(
-    deployed_function, local_cloud
-):
+def test_the_environment_stays_warm_between_invocations(deployed_function, local_cloud):
     name = deployed_function("echo.describe")
 
     first = json.loads(local_cloud.lambda_service.invoke(name, b"{}").payload)
