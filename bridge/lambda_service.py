@@ -23,6 +23,7 @@ import logging
 import sys
 import tempfile
 import threading
+import time
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,13 @@ logger = logging.getLogger(__name__)
 # overlapping invocations of one function can run (Lambda's default account
 # concurrency is far higher; a laptop is not).
 MAX_ENVIRONMENTS_PER_FUNCTION = 64
+
+# Lambda applies a configuration update to invocations that start after it;
+# re-reading the configuration this often is close enough for a laptop and
+# keeps a control-plane call off every invocation.
+CONFIGURATION_TTL_SECONDS = 1.0
+# moto's AssumeRole grants an hour; Lambda refreshes well before expiry.
+CREDENTIALS_TTL_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class LambdaService:
         self._platform = Platform(endpoint_url=endpoint_url)
         self._code_root = Path(tempfile.mkdtemp(prefix="mless-local-lambda-"))
         self._pools: dict[tuple[str, str], Pool] = {}
+        self._configurations: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._role_credentials: dict[str, tuple[float, wire.Credentials]] = {}
         self._lock = threading.Lock()
         self._async = ThreadPoolExecutor(16, thread_name_prefix="mless-event")
         self._log = _QuietLog()
@@ -125,15 +135,14 @@ class LambdaService:
     def _run(
         self, function_name: str, event_json: str, client_context: str | None
     ) -> Outcome:
-        lambda_client = self._clients.client("lambda")
-        config = lambda_client.get_function_configuration(FunctionName=function_name)
+        config = self._configuration(function_name)
         pool = self._pool(config)
-        function = _identity(config)
+        function = _identity(config, function_name.partition(":")[2])
         credentials = self._credentials(config)
         request_id = str(uuid.uuid4())
         invocation = Invocation(
             request_id=request_id,
-            invoked_function_arn=config["FunctionArn"],
+            invoked_function_arn=function["invoked_arn"],
             deadline_ms=now_ms() + function["timeout_ms"],
             timeout_ms=function["timeout_ms"],
             event_json=event_json,
@@ -182,7 +191,32 @@ class LambdaService:
             f"{self._code_bucket}; the local cloud runs only code deployed there."
         )
 
+    def _configuration(self, function_name: str) -> dict[str, Any]:
+        """The function's configuration, as Lambda knows it between updates."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._configurations.get(function_name)
+        if cached is not None and now - cached[0] < CONFIGURATION_TTL_SECONDS:
+            return cached[1]
+        lambda_client = self._clients.client("lambda")
+        config = lambda_client.get_function_configuration(FunctionName=function_name)
+        with self._lock:
+            self._configurations[function_name] = (now, config)
+        return config  # type: ignore[no-any-return]
+
     def _credentials(self, config: dict[str, Any]) -> wire.Credentials:
+        """The role's credentials, reused while they are fresh, as Lambda does."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._role_credentials.get(config["Role"])
+        if cached is not None and now - cached[0] < CREDENTIALS_TTL_SECONDS:
+            return cached[1]
+        credentials = self._assume_role(config)
+        with self._lock:
+            self._role_credentials[config["Role"]] = (now, credentials)
+        return credentials
+
+    def _assume_role(self, config: dict[str, Any]) -> wire.Credentials:
         sts = self._clients.client("sts")
         session_name = config["FunctionName"][:64]
         granted = sts.assume_role(RoleArn=config["Role"], RoleSessionName=session_name)
@@ -194,13 +228,18 @@ class LambdaService:
         }
 
 
-def _identity(config: dict[str, Any]) -> wire.FunctionIdentity:
+def _identity(config: dict[str, Any], qualifier: str) -> wire.FunctionIdentity:
     name = config["FunctionName"]
     day = datetime.now(UTC).strftime("%Y/%m/%d")
+    # Lambda tells the function the ARN it was invoked by: unqualified, or
+    # with the alias or version the caller named (an alias stays an alias).
+    invoked_arn = ":".join(config["FunctionArn"].split(":")[:7])
+    if qualifier:
+        invoked_arn = f"{invoked_arn}:{qualifier}"
     return {
         "name": name,
         "version": config.get("Version", "$LATEST"),
-        "invoked_arn": config["FunctionArn"],
+        "invoked_arn": invoked_arn,
         "memory_mb": int(config.get("MemorySize", 128)),
         "timeout_ms": int(config.get("Timeout", 3)) * 1000,
         "region": config["FunctionArn"].split(":")[3],

@@ -1,0 +1,1 @@
+"""mless benchmarks: the bridge's costs measured against floors in the same run."""
