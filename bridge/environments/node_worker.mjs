@@ -494,6 +494,20 @@ function callbacksFor(invocation) {
   return { callback: once(callback), context };
 }
 
+/** This process's peak resident memory in kilobytes. */
+function peakRssKb() {
+  // Linux carries getrusage's peak over from the process that forked this
+  // one (the lab, often larger); /proc counts this program only.
+  try {
+    const status = fs.readFileSync("/proc/self/status", "ascii");
+    const peak = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+    if (peak) return Number(peak[1]);
+  } catch {
+    // no /proc (macOS): fall back on getrusage
+  }
+  return process.resourceUsage().maxRSS;
+}
+
 function parseJsonField(text, name) {
   if (text === null || text === undefined) return undefined;
   try {
@@ -603,7 +617,7 @@ const worker = {
       type: "result",
       request_id: invocation.requestId,
       ...invocation.answer,
-      max_rss_kb: process.resourceUsage().maxRSS,
+      max_rss_kb: peakRssKb(),
     });
     this.current = null;
     // NOTE: nothing is frozen here. Work the handler left running carries on

@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 # the child writes the sentinel before the result, so this is only a bound.
 OUTPUT_DRAIN_SECONDS = 2.0
 
+# Lambda's limit on the response of a synchronous invocation: 6 MiB and 100
+# bytes, checked by the platform once the runtime has posted it.
+RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024 + 100
+
 # Put on the message queue when the child's control pipe closes.
 _CHILD_EXITED: dict[str, Any] = {"type": "exited"}
 
@@ -163,12 +167,12 @@ class ExecutionEnvironment:
         self.max_memory_mb = max(
             self.max_memory_mb, message.get("max_rss_kb", 0) // 1024
         )
-        error = message.get("error")
+        error = message.get("error") or _response_size_error(message)
         return Outcome(
             request_id=invocation.request_id,
             status="error" if error else "success",
-            payload=message.get("payload"),
-            payload_base64=message.get("payload_base64"),
+            payload=None if error else message.get("payload"),
+            payload_base64=None if error else message.get("payload_base64"),
             error=error,
             duration_ms=duration_ms,
             max_memory_mb=self.max_memory_mb,
@@ -188,6 +192,8 @@ class ExecutionEnvironment:
         self, invocation: Invocation, duration_ms: float, timed_out: bool
     ) -> Outcome:
         """The child timed out or died: stop it and describe it as Lambda does."""
+        if timed_out:
+            self._measure_peak_memory()
         status = None if timed_out else self._exit_status()
         self.close()
         self._drained.wait(OUTPUT_DRAIN_SECONDS)
@@ -214,6 +220,17 @@ class ExecutionEnvironment:
             duration_ms=duration_ms,
             max_memory_mb=self.max_memory_mb,
         )
+
+    def _measure_peak_memory(self) -> None:
+        """Read the running child's peak memory, which it cannot report itself."""
+        try:
+            with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak_mb = int(line.split()[1]) // 1024
+                        self.max_memory_mb = max(self.max_memory_mb, peak_mb)
+        except (OSError, ValueError):
+            pass  # no /proc (macOS): the last measure stands
 
     def close(self) -> None:
         """Stop the child (and anything it started) at once."""
@@ -307,6 +324,22 @@ def _invoke_message(invocation: Invocation) -> dict[str, Any]:
     }
 
 
+def _response_size_error(result: dict[str, Any]) -> dict[str, Any] | None:
+    """Lambda's error for a response over its limit, or None when it fits."""
+    if "payload_base64" in result:
+        encoded = result["payload_base64"]
+        size = len(encoded) * 3 // 4 - encoded[-2:].count("=")
+    else:
+        size = len(str(result.get("payload", "")).encode("utf-8"))
+    if size <= RESPONSE_LIMIT_BYTES:
+        return None
+    return {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": f"Response payload size ({size} bytes) exceeded maximum "
+        f"allowed payload size ({RESPONSE_LIMIT_BYTES} bytes).",
+    }
+
+
 def _exit_error(request_id: str, status: int | None) -> dict[str, Any]:
     """Lambda's error for a runtime process that exited during an invocation."""
     if status == 0:
@@ -321,12 +354,31 @@ def _exit_error(request_id: str, status: int | None) -> dict[str, Any]:
     }
 
 
+# Lambda's platform is written in Go and names signals as Go does on Linux.
+_GO_SIGNAL_NAMES = {
+    signal.SIGHUP: "hangup",
+    signal.SIGINT: "interrupt",
+    signal.SIGQUIT: "quit",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGTRAP: "trace/breakpoint trap",
+    signal.SIGABRT: "aborted",
+    signal.SIGBUS: "bus error",
+    signal.SIGFPE: "floating point exception",
+    signal.SIGKILL: "killed",
+    signal.SIGUSR1: "user defined signal 1",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGUSR2: "user defined signal 2",
+    signal.SIGPIPE: "broken pipe",
+    signal.SIGALRM: "alarm clock",
+    signal.SIGTERM: "terminated",
+    signal.SIGXCPU: "CPU time limit exceeded",
+    signal.SIGXFSZ: "file size limit exceeded",
+}
+
+
 def _signal_name(number: int) -> str:
-    # Lambda's platform is written in Go and names signals as Go does.
-    names = {
-        signal.SIGKILL: "killed",
-        signal.SIGSEGV: "segmentation fault",
-        signal.SIGABRT: "aborted",
-        signal.SIGTERM: "terminated",
-    }
-    return names.get(signal.Signals(number), signal.Signals(number).name.lower())
+    try:
+        known = signal.Signals(number)
+    except ValueError:
+        return f"signal {number}"
+    return _GO_SIGNAL_NAMES.get(known, known.name.lower())

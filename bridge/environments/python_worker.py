@@ -64,16 +64,25 @@ _NO_BREAK_SPACE = "\u00a0"
 _JSON_SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
+# Where Lambda's Python runtime keeps the exception it reports faults with.
+RUNTIME_FAULT_MODULE = "awslambdaric.lambda_runtime_exception"
+
+
 class FaultError(Exception):
-    """A failure the runtime reports under one of Lambda's own error types."""
+    """A failure the runtime reports under one of Lambda's own error types.
+
+    Its constructor and attributes are those of the runtime's FaultException,
+    so code that raises the runtime's fault (as the mless proxy does, to pass
+    on a handler's stack trace) behaves the same in the lab.
+    """
 
     def __init__(
-        self, error_type: str, message: str, stack_trace: list[str] | None = None
+        self, exception_type: str, msg: str, trace: list[str] | None = None
     ) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.message = message
-        self.stack_trace = stack_trace or []
+        super().__init__(msg)
+        self.exception_type = exception_type
+        self.msg = msg
+        self.trace = trace
 
 
 class ProtocolError(Exception):
@@ -144,6 +153,27 @@ def _import_handler_module(module_name: str) -> ModuleType:
             f"Syntax error in module '{module_name}': {exc}",
             [location],
         ) from exc
+
+
+def provide_fault_module() -> None:
+    """Offer the runtime's fault exception under the module name Lambda's runtime uses.
+
+    In Lambda the runtime's own package is importable by the function; in the
+    lab it is usually not installed, so this environment's FaultError stands
+    in for it. An installed package is left alone.
+    """
+    package = RUNTIME_FAULT_MODULE.split(".")[0]
+    if RUNTIME_FAULT_MODULE in sys.modules or importlib.util.find_spec(package):
+        return
+    module = ModuleType(RUNTIME_FAULT_MODULE)
+    module.FaultException = FaultError  # type: ignore[attr-defined]
+    sys.modules[RUNTIME_FAULT_MODULE] = module
+
+
+def _fault_classes() -> tuple[type[BaseException], ...]:
+    module = sys.modules.get(RUNTIME_FAULT_MODULE)
+    runtime_fault = getattr(module, "FaultException", FaultError)
+    return (FaultError, runtime_fault)
 
 
 def load_context_module() -> ModuleType:
@@ -326,8 +356,11 @@ def error_payload(
 
 def exception_payload(exc: BaseException, request_id: str) -> dict[str, Any]:
     """Build the error payload of an exception, without this file's own frames."""
-    if isinstance(exc, FaultError):
-        return error_payload(exc.error_type, exc.message, exc.stack_trace, request_id)
+    if isinstance(exc, _fault_classes()):
+        fault: Any = exc
+        return error_payload(
+            fault.exception_type or "", fault.msg or "", fault.trace or [], request_id
+        )
     frames = traceback.extract_tb(exc.__traceback__)
     while frames and os.path.realpath(frames[0].filename) == _WORKER_FILE:
         frames.pop(0)
@@ -618,6 +651,15 @@ def apply_environment(variables: dict[str, str | None], trace_id: str | None) ->
 
 def peak_rss_kb() -> int:
     """Return this process's peak resident memory so far, in kilobytes."""
+    # Linux carries getrusage's peak over from the process this one was
+    # forked from (the lab, often larger); /proc counts this program only.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # macOS reports bytes where Linux reports kilobytes.
     return peak // 1024 if sys.platform == "darwin" else peak
@@ -667,6 +709,11 @@ def main(argv: list[str]) -> None:
     context_module = load_context_module()
 
     arrange_sys_path(os.environ.get("LAMBDA_TASK_ROOT", os.getcwd()), layer_dirs)
+    # Lambda's /var/task is read-only, so no bytecode is ever written beside
+    # the code there; writing none here keeps a same-second, same-size edit
+    # from being masked by a cached .pyc.
+    sys.dont_write_bytecode = True
+    provide_fault_module()
     make_output_unbuffered()
     install_logging(invocation, log_format, os.environ.get("AWS_LAMBDA_LOG_LEVEL", ""))
     handler = initialize(channel, output, log_format)

@@ -21,10 +21,15 @@ LAMBDA_LANG = "en_US.UTF-8"
 
 @dataclass(frozen=True)
 class Platform:
-    """What the lab adds that Lambda does not: where AWS is, and the scratch dir."""
+    """What the lab adds that Lambda does not: where AWS is, and the scratch dir.
+
+    The scratch dir is the environment's /tmp, named by TMPDIR unless
+    `scratch_in_tmpdir` is off.
+    """
 
     endpoint_url: str | None = None
     scratch_dir: str | None = None
+    scratch_in_tmpdir: bool = True
 
 
 def credential_variables(credentials: wire.Credentials) -> dict[str, str]:
@@ -71,6 +76,6 @@ def lambda_environment(
     )
     if platform.endpoint_url:
         variables["AWS_ENDPOINT_URL"] = platform.endpoint_url
-    if platform.scratch_dir:
+    if platform.scratch_dir and platform.scratch_in_tmpdir:
         variables["TMPDIR"] = platform.scratch_dir
     return variables
