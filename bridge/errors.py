@@ -2,8 +2,11 @@
 
     MlessError                  catch this to catch everything mless raises
     ├── ConfigurationError      the user must change a setting, a file or a command
-    │   └── StackNotFoundError  the stack is not deployed: run `mless deploy`
+    │   ├── StackNotFoundError  the stack is not deployed: run `mless deploy`
+    │   ├── ConfigFileError     a template or mless.yaml is wrong; names file and key
+    │   └── RecordNotFoundError no single recorded invocation matches an id
     ├── AwsError                an AWS call failed; names the call and the resource
+    ├── AttachError             a function cannot be attached or restored as asked
     ├── BadMessageError         a message is unusable; the loop drops it and moves on
     └── HandlerError            the user's handler failed; its error goes to the caller
 
@@ -38,6 +41,20 @@ class StackNotFoundError(ConfigurationError):
         self.region = region
 
 
+class ConfigFileError(ConfigurationError):
+    """A template or mless.yaml is unreadable or wrong; names the file and the key."""
+
+    def __init__(self, path: object, key: str, problem: str) -> None:
+        where = f"{path}: {key}" if key else f"{path}"
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.key = key
+
+
+class RecordNotFoundError(ConfigurationError):
+    """No recorded invocation has the id given, or several share its prefix."""
+
+
 class AwsError(MlessError):
     """An AWS call failed; the message names the call and the resource."""
 
@@ -53,6 +70,43 @@ class AwsError(MlessError):
         code = error.get("Code", "Unknown")
         message = error.get("Message", "no message")
         return cls(exc.operation_name, resource, f"{code}: {message}")
+
+
+class AttachError(MlessError):
+    """A function cannot be attached to the proxy, or restored, as asked."""
+
+    def __init__(self, function_name: str, detail: str) -> None:
+        super().__init__(f"Function {function_name}: {detail}")
+        self.function_name = function_name
+
+
+def from_botocore(exc: Exception) -> MlessError | None:
+    """Describe botocore's own failures (no credentials, no network) in one line.
+
+    Returns None for anything that is not one of them.
+    """
+    from botocore import exceptions as botocore_errors
+
+    if isinstance(exc, botocore_errors.NoCredentialsError):
+        return ConfigurationError(
+            "No AWS credentials were found: run `aws configure`, set AWS_PROFILE "
+            "or pass --profile."
+        )
+    if isinstance(exc, botocore_errors.ProfileNotFound):
+        return ConfigurationError(f"{exc}: check ~/.aws/config or --profile.")
+    if isinstance(exc, botocore_errors.NoRegionError):
+        return ConfigurationError(
+            "No AWS region is set: pass --region or set AWS_REGION."
+        )
+    if isinstance(exc, botocore_errors.PartialCredentialsError):
+        return ConfigurationError(f"{exc}; check the profile or the AWS_* variables.")
+    if isinstance(exc, botocore_errors.EndpointConnectionError):
+        return AwsError("Connecting", exc.kwargs.get("endpoint_url", "AWS"), str(exc))
+    if isinstance(exc, botocore_errors.ClientError):
+        return AwsError.from_client_error(exc, "AWS")
+    if isinstance(exc, botocore_errors.BotoCoreError):
+        return AwsError("Calling AWS", "AWS", str(exc))
+    return None
 
 
 class BadMessageError(MlessError):

@@ -1,8 +1,11 @@
-"""The proxy's deployment package: a zip of `lambda_proxy`, the same bytes each time.
+"""The proxy's deployment packages: zips of `lambda_proxy`, the same bytes each time.
 
-A deploy uploads the package under a key derived from its content, so the
-stack's `ProxyCodeKey` parameter changes exactly when the code does, and a
-second deploy of the same code finds nothing to update.
+Two packages hold the same files: the function's, with `lambda_proxy/` at
+its root, and the layer's, with it under `python/`, where Lambda's Python
+runtimes look in /opt. A deploy uploads the function's package under a key
+derived from its content and the layer's under the same key prefixed with
+`layer/`, so the stack's `ProxyCodeKey` parameter changes exactly when the
+code does, and a second deploy of the same code finds nothing to update.
 """
 
 from __future__ import annotations
@@ -25,11 +28,33 @@ _FILE_MODE = 0o100644 << 16
 _UNIX = 3
 
 
+# Where a layer's Python packages go, inside the layer's zip.
+LAYER_PYTHON_DIR = "python/"
+# The layer package's key is the function package's key with this in front.
+LAYER_KEY_PREFIX = "layer/"
+
+
 def build_proxy_zip() -> bytes:
     """Return the proxy's deployment package; the same sources give the same bytes."""
+    return _zip_proxy_package(prefix="")
+
+
+def build_proxy_layer_zip() -> bytes:
+    """Return the proxy as a layer package; the same sources give the same bytes."""
+    return _zip_proxy_package(prefix=LAYER_PYTHON_DIR)
+
+
+def layer_key(function_code_key: str) -> str:
+    """Return the S3 key of the layer package built with this function package."""
+    return LAYER_KEY_PREFIX + function_code_key
+
+
+def _zip_proxy_package(prefix: str) -> bytes:
     root = proxy_package_dir()
     buffer = io.BytesIO()
-    files = {p.relative_to(root.parent).as_posix(): p for p in root.rglob("*.py")}
+    files = {
+        prefix + p.relative_to(root.parent).as_posix(): p for p in root.rglob("*.py")
+    }
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in sorted(files):
             info = zipfile.ZipInfo(name, date_time=_FIXED_DATE_TIME)

@@ -1,10 +1,15 @@
 """The mless stack: deploy it (plan, then apply), read its outputs, destroy it.
 
-`plan_deploy` only reads: the stack's state, template and parameters, and
-whether the proxy's package is already in the code bucket. `apply_deploy`
-carries a plan out: it uploads the package if needed, creates or updates the
-stack, and waits while reporting the stack's events. Deploying the same code
-and settings twice plans nothing the second time.
+`plan_deploy` only reads: the stack's state, template and parameters,
+whether the proxy's packages are already in the code bucket, and whether the
+proxy's layer has a version with this code. `apply_deploy` carries a plan
+out: it uploads the packages and publishes the layer if needed, creates or
+updates the stack, and waits while reporting the stack's events. Deploying
+the same code and settings twice plans nothing the second time.
+
+The layer (`<NamePrefix>-proxy`, used by `mless attach`) is published with
+Lambda's API rather than by the template: moto's CloudFormation, which the
+local cloud runs on, answers a reference to a layer version with no ARN.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -23,7 +29,20 @@ from typing import TYPE_CHECKING, cast
 from botocore.exceptions import ClientError
 
 from bridge.errors import AwsError, ConfigurationError, StackNotFoundError
-from bridge.packaging import build_proxy_zip, code_key
+from bridge.packaging import (
+    build_proxy_layer_zip,
+    build_proxy_zip,
+    code_key,
+    layer_key,
+)
+from bridge.proxy_layer import (
+    delete_proxy_layer,
+    find_proxy_layer,
+    proxy_layer_name,
+    publish_proxy_layer,
+)
+from bridge.templates import load_template_text
+from lambda_proxy.presence import LabPresence, Mode, Sighting
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -33,6 +52,7 @@ if TYPE_CHECKING:
         StackEventTypeDef,
         StackTypeDef,
     )
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.literals import BucketLocationConstraintType
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
@@ -73,9 +93,10 @@ class StackSettings:
     name_prefix: str = "mless"
     proxy_timeout_seconds: int = 30
     proxy_memory_mb: int = 256
-    message_retention_seconds: int = 21600
+    message_retention_seconds: int = 345600
     max_receive_count: int = 5
     mode: str = "auto"
+    attachable_functions: str = "*"
 
     def parameters(self, code_bucket: str, key: str) -> dict[str, str]:
         """Return the template's parameters for these settings and this package."""
@@ -88,7 +109,34 @@ class StackSettings:
             "MessageRetentionSeconds": str(self.message_retention_seconds),
             "MaxReceiveCount": str(self.max_receive_count),
             "Mode": self.mode,
+            "AttachableFunctions": self.attachable_functions,
         }
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, str]) -> StackSettings:
+        """Return the settings a stack was deployed with, defaults for any missing."""
+        defaults = cls()
+        return cls(
+            name_prefix=parameters.get("NamePrefix", defaults.name_prefix),
+            proxy_timeout_seconds=int(
+                parameters.get("ProxyTimeoutSeconds", defaults.proxy_timeout_seconds)
+            ),
+            proxy_memory_mb=int(
+                parameters.get("ProxyMemoryMB", defaults.proxy_memory_mb)
+            ),
+            message_retention_seconds=int(
+                parameters.get(
+                    "MessageRetentionSeconds", defaults.message_retention_seconds
+                )
+            ),
+            max_receive_count=int(
+                parameters.get("MaxReceiveCount", defaults.max_receive_count)
+            ),
+            mode=parameters.get("Mode", defaults.mode),
+            attachable_functions=parameters.get(
+                "AttachableFunctions", defaults.attachable_functions
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +160,7 @@ class StackOutputs:
     proxy_role_arn: str
     lab_policy_arn: str
     name_prefix: str
+    proxy_access_policy_arn: str
     stack_name: str
     code_bucket: str
     code_key: str
@@ -133,6 +182,22 @@ class DeployPlan:
     upload_code: bool
     template_body: str = field(repr=False)
     code: bytes = field(repr=False)
+    layer: bytes = field(default=b"", repr=False)
+    publish_layer: bool = False
+    current_parameters: Mapping[str, str] = field(default_factory=dict)
+    template_changed: bool = False
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Whether applying this plan would change nothing at all."""
+        return self.action is DeployAction.NONE and not (
+            self.upload_code or self.publish_layer
+        )
+
+    @property
+    def layer_key(self) -> str:
+        """Where the proxy's layer package goes in the code bucket."""
+        return layer_key(self.code_key)
 
 
 def read_template() -> str:
@@ -161,6 +226,16 @@ def read_stack_outputs(
         code_bucket=parameters["ProxyCodeBucket"],
         code_key=parameters["ProxyCodeKey"],
     )
+
+
+def read_stack_settings(
+    cloudformation: CloudFormationClient, stack_name: str
+) -> StackSettings | None:
+    """Return the settings a stack was deployed with, or None if it is absent."""
+    stack = _describe_stack(cloudformation, stack_name)
+    if stack is None:
+        return None
+    return StackSettings.from_parameters(_current_parameters(stack))
 
 
 def code_bucket_name(account_id: str, region: str) -> str:
@@ -211,29 +286,50 @@ def plan_deploy(
     code: bytes,
     settings: StackSettings | None = None,
     template_body: str | None = None,
+    layer: bytes | None = None,
+    lambda_client: LambdaClient | None = None,
 ) -> DeployPlan:
-    """Decide what deploying this package and these settings would change."""
+    """Decide what deploying this package and these settings would change.
+
+    `layer` is the proxy's layer package; by default it is built from the
+    installed proxy, as `code` usually is. Without `lambda_client` the plan
+    leaves the proxy's layer as it is.
+    """
     template_body = read_template() if template_body is None else template_body
+    layer = build_proxy_layer_zip() if layer is None else layer
     key = code_key(code)
     parameters = (settings or StackSettings()).parameters(code_bucket, key)
     stack = _describe_stack(cloudformation, stack_name)
+    current: dict[str, str] = {}
+    template_changed = True
     if stack is None:
         action = DeployAction.CREATE
     else:
         _check_updatable(stack)
-        unchanged = _current_parameters(stack) == parameters and (
-            _current_template(cloudformation, stack_name) == template_body
+        current = _current_parameters(stack)
+        template_changed = (
+            _current_template(cloudformation, stack_name) != template_body
         )
+        unchanged = current == parameters and not template_changed
         action = DeployAction.NONE if unchanged else DeployAction.UPDATE
+    layer_name = proxy_layer_name(parameters["NamePrefix"])
     return DeployPlan(
         action=action,
         stack_name=stack_name,
         parameters=parameters,
         code_bucket=code_bucket,
         code_key=key,
-        upload_code=not _object_exists(s3, code_bucket, key),
+        upload_code=not (
+            _object_exists(s3, code_bucket, key)
+            and _object_exists(s3, code_bucket, layer_key(key))
+        ),
         template_body=template_body,
         code=code,
+        layer=layer,
+        publish_layer=lambda_client is not None
+        and find_proxy_layer(lambda_client, layer_name, key) is None,
+        current_parameters=current,
+        template_changed=template_changed,
     )
 
 
@@ -244,11 +340,23 @@ def apply_deploy(
     *,
     on_event: EventCallback | None = None,
     sleep: Sleep = time.sleep,
+    lambda_client: LambdaClient | None = None,
 ) -> StackOutputs:
     """Carry out a deploy plan, wait for the stack to settle, return its outputs."""
     if plan.upload_code:
         with _calling_aws(f"s3://{plan.code_bucket}/{plan.code_key}"):
             s3.put_object(Bucket=plan.code_bucket, Key=plan.code_key, Body=plan.code)
+        with _calling_aws(f"s3://{plan.code_bucket}/{plan.layer_key}"):
+            s3.put_object(Bucket=plan.code_bucket, Key=plan.layer_key, Body=plan.layer)
+    if plan.publish_layer and lambda_client is not None:
+        arn = publish_proxy_layer(
+            lambda_client,
+            plan.parameters["NamePrefix"],
+            plan.code_bucket,
+            plan.code_key,
+        )
+        if on_event is not None:
+            on_event(f"{arn} (AWS::Lambda::LayerVersion) published")
     if plan.action is DeployAction.CREATE:
         _create_stack(plan, cloudformation, on_event, sleep)
     elif plan.action is DeployAction.UPDATE:
@@ -265,8 +373,12 @@ def deploy_stack(
     settings: StackSettings | None = None,
     on_event: EventCallback | None = None,
     sleep: Sleep = time.sleep,
+    lambda_client: LambdaClient | None = None,
 ) -> StackOutputs:
-    """Deploy the installed proxy code with these settings; return the outputs."""
+    """Deploy the installed proxy code with these settings; return the outputs.
+
+    With `lambda_client`, the proxy's layer is published too, for `mless attach`.
+    """
     bucket = ensure_code_bucket(s3, sts, cloudformation.meta.region_name)
     plan = plan_deploy(
         cloudformation,
@@ -275,8 +387,16 @@ def deploy_stack(
         code_bucket=bucket,
         code=build_proxy_zip(),
         settings=settings,
+        lambda_client=lambda_client,
     )
-    return apply_deploy(plan, cloudformation, s3, on_event=on_event, sleep=sleep)
+    return apply_deploy(
+        plan,
+        cloudformation,
+        s3,
+        on_event=on_event,
+        sleep=sleep,
+        lambda_client=lambda_client,
+    )
 
 
 def destroy_stack(
@@ -287,12 +407,14 @@ def destroy_stack(
     stack_name: str,
     on_event: EventCallback | None = None,
     sleep: Sleep = time.sleep,
+    lambda_client: LambdaClient | None = None,
 ) -> list[str]:
     """Delete the stack and its proxies' reply queues; return the queues' URLs.
 
     The payload bucket is emptied first, since CloudFormation cannot delete a
     bucket that holds objects. Only the stack's parameters are needed, so a
     stack left without outputs by a failed update is destroyed the same way.
+    With `lambda_client`, the versions of the proxy's layer go too.
     """
     stack = _describe_stack(cloudformation, stack_name)
     if stack is None:
@@ -310,7 +432,163 @@ def destroy_stack(
     # Derived as the template's ReplyQueuePrefix output is, from the parameter
     # that every stack has, even one without outputs.
     name_prefix = _current_parameters(stack)["NamePrefix"]
+    if lambda_client is not None:
+        delete_proxy_layer(lambda_client, proxy_layer_name(name_prefix))
     return _delete_reply_queues(sqs, f"{name_prefix}-reply-")
+
+
+def describe_plan(plan: DeployPlan, changes: Sequence[ResourceChange]) -> list[str]:
+    """Return a deploy plan in words, one line per thing it would do."""
+    lines = [f"stack {plan.stack_name}: {plan.action.value}"]
+    if plan.upload_code:
+        lines.append(f"upload the proxy's packages to s3://{plan.code_bucket}")
+    if plan.publish_layer:
+        name = proxy_layer_name(plan.parameters["NamePrefix"])
+        lines.append(f"publish a version of layer {name}")
+    for name, value in plan.parameters.items():
+        before = plan.current_parameters.get(name)
+        if plan.action is DeployAction.UPDATE and before != value:
+            lines.append(f"parameter {name}: {before} -> {value}")
+    if plan.action is DeployAction.UPDATE and plan.template_changed:
+        lines.append("template: changed")
+    if plan.action is DeployAction.CREATE:
+        resources = load_template_text(plan.template_body)["Resources"]
+        changes = [
+            ResourceChange("Add", logical_id, resource["Type"])
+            for logical_id, resource in resources.items()
+        ]
+    for change in changes:
+        replacing = (
+            f" (replacement: {change.replacement})" if change.replacement else ""
+        )
+        lines.append(
+            f"{change.action} {change.logical_id} ({change.resource_type}){replacing}"
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """One change a stack update would make, as a change set describes it."""
+
+    action: str
+    logical_id: str
+    resource_type: str
+    replacement: str = ""
+
+
+def preview_changes(
+    cloudformation: CloudFormationClient, plan: DeployPlan
+) -> list[ResourceChange]:
+    """Return the resource changes an update plan would make, changing nothing.
+
+    A change set is created, read and deleted. A plan that creates the stack
+    adds every resource of the template, and one that updates nothing has no
+    changes; neither needs a change set.
+    """
+    if plan.action is not DeployAction.UPDATE:
+        return []
+    name = f"mless-preview-{uuid.uuid4().hex[:12]}"
+    with _calling_aws(f"stack {plan.stack_name}"):
+        cloudformation.create_change_set(
+            StackName=plan.stack_name,
+            ChangeSetName=name,
+            ChangeSetType="UPDATE",
+            TemplateBody=plan.template_body,
+            Parameters=_parameter_list(plan.parameters),
+            Capabilities=_CAPABILITIES,
+        )
+    try:
+        return _read_change_set(cloudformation, plan.stack_name, name)
+    finally:
+        with _calling_aws(f"change set {name}"):
+            cloudformation.delete_change_set(
+                StackName=plan.stack_name, ChangeSetName=name
+            )
+
+
+def _read_change_set(
+    cloudformation: CloudFormationClient, stack_name: str, name: str
+) -> list[ResourceChange]:
+    deadline = time.monotonic() + STACK_WAIT_SECONDS
+    while True:
+        with _calling_aws(f"change set {name}"):
+            described = cloudformation.describe_change_set(
+                StackName=stack_name, ChangeSetName=name
+            )
+        status = described["Status"]
+        if status not in {"CREATE_PENDING", "CREATE_IN_PROGRESS"}:
+            break
+        if time.monotonic() > deadline:
+            raise AwsError("CreateChangeSet", f"change set {name}", "still pending.")
+        time.sleep(1)
+    if status == "FAILED":
+        reason = described.get("StatusReason", "")
+        # CloudFormation fails a change set that would change nothing.
+        if "didn't contain changes" in reason or "No updates" in reason:
+            return []
+        raise AwsError("CreateChangeSet", f"change set {name}", reason)
+    changes = []
+    for change in described.get("Changes", []):
+        resource = change.get("ResourceChange", {})
+        changes.append(
+            ResourceChange(
+                action=resource.get("Action", "?"),
+                logical_id=resource.get("LogicalResourceId", "?"),
+                resource_type=resource.get("ResourceType", "?"),
+                replacement=resource.get("Replacement", ""),
+            )
+        )
+    return changes
+
+
+@dataclass(frozen=True)
+class QueueDepths:
+    """How many messages wait in the stack's queues (SQS's approximate counts)."""
+
+    requests_waiting: int
+    requests_in_flight: int
+    dead_letters: int
+
+
+def read_queue_depths(sqs: SQSClient, outputs: StackOutputs) -> QueueDepths:
+    """Return the approximate message counts of the request and dead-letter queues."""
+    requests = _queue_counts(sqs, outputs.request_queue_url)
+    dead = _queue_counts(sqs, outputs.dead_letter_queue_url)
+    return QueueDepths(
+        requests_waiting=requests.get("ApproximateNumberOfMessages", 0),
+        requests_in_flight=requests.get("ApproximateNumberOfMessagesNotVisible", 0),
+        dead_letters=dead.get("ApproximateNumberOfMessages", 0),
+    )
+
+
+def read_lab_presence(s3: S3Client, outputs: StackOutputs) -> Sighting:
+    """Whether a lab serves the stack, as its proxies read the lab's heartbeat."""
+    return LabPresence(outputs.payload_bucket_name, s3).read()
+
+
+def read_function_mode(lambda_client: LambdaClient, function_name: str) -> str | None:
+    """The mode a function's proxy runs in (MLESS_MODE); None if it cannot be read."""
+    try:
+        configuration = lambda_client.get_function_configuration(
+            FunctionName=function_name
+        )
+    except ClientError:
+        return None
+    variables = configuration.get("Environment", {}).get("Variables", {})
+    return variables.get("MLESS_MODE") or Mode.AUTO.value
+
+
+def _queue_counts(sqs: SQSClient, queue_url: str) -> dict[str, int]:
+    with _calling_aws(f"queue {queue_url}"):
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+    return {name: int(value) for name, value in attributes.items()}
 
 
 def _create_stack(

@@ -62,3 +62,15 @@ def test_invoke_rejects_a_malformed_env_option_with_exit_2(tmp_path):
 
     assert result.exit_code == 2
     assert "KEY=VALUE" in result.output
+
+
+def test_invoke_rejects_an_unknown_debugger_kind_with_exit_2(tmp_path):
+    code_dir = _code(tmp_path, "def handler(event, context):\n    return 1\n")
+
+    result = CliRunner().invoke(
+        main,
+        ["invoke", "app.handler", "--code-dir", str(code_dir), "--debugger", "gdb"],
+    )
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("mless: --debugger 'gdb'")
