@@ -6,6 +6,9 @@ environment; overlapping invocations get environments of their own, up to the
 function's concurrency limit. An environment that timed out or crashed is
 never reused. `retire` makes every later invocation start fresh, as after a
 deployment, while running invocations finish where they are.
+
+What starts an environment comes from interpreters.py (which Python, and
+what the lab lends it) and debuggers.py (the debugger it runs under).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import hashlib
 import json
 import logging
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -23,7 +25,8 @@ from pathlib import Path
 from typing import Protocol
 
 from bridge.clock import now_ms
-from bridge.config import FunctionSettings, current_python_runtime
+from bridge.config import FunctionSettings
+from bridge.environments import debuggers, interpreters
 from bridge.environments.process import ExecutionEnvironment, Invocation, Outcome
 from bridge.environments.variables import Platform, lambda_environment
 from lambda_proxy import wire
@@ -60,17 +63,29 @@ class Pool:
     """Execution environments of one function, kept warm between invocations."""
 
     def __init__(
-        self, settings: FunctionSettings, log: InvocationLog, platform: Platform
+        self,
+        settings: FunctionSettings,
+        log: InvocationLog,
+        platform: Platform,
+        *,
+        serves_callers: bool = False,
     ) -> None:
+        """`serves_callers`: the lab's pools, whose results reach real callers."""
         self.settings = settings
         self._log = log
         self._platform = platform
-        self._slots = threading.BoundedSemaphore(settings.concurrency)
+        self._slots = threading.BoundedSemaphore(_concurrency(settings))
         self._lock = threading.Lock()
         self._idle: list[_Warm] = []
         self._busy: list[_Warm] = []
         self._generation = 0
-        self._warned_interpreter = False
+        for warning in debuggers.check_debugger(settings):
+            logger.warning("%s", warning)
+        self._interpreter = _interpreter_for(settings)
+        # Only the lab's pools speak of API Gateway's callers: the local cloud
+        # runs the proxy in pools too, and would say the same thing twice.
+        self._serves_callers = serves_callers
+        self._warned_api_gateway = False
 
     def invoke(
         self,
@@ -81,6 +96,7 @@ class Pool:
     ) -> Outcome:
         """Run one invocation in a warm or new environment and return its outcome."""
         fingerprint = _fingerprint(function, variables)
+        self._warn_api_gateway(invocation)
         with self._slots:
             warm = self._take_idle(fingerprint)
             if warm is None:
@@ -101,6 +117,13 @@ class Pool:
         init_deadline_ms = invocation.deadline_ms
         if invocation.deadline_after_init:
             init_deadline_ms = now_ms() + INIT_LIMIT_MS
+        debugger = self.settings.debugger
+        if cold and debugger is not None:
+            self._log.line(
+                self.settings.name,
+                invocation.request_id,
+                debuggers.announcement(debugger, init_deadline_ms),
+            )
         if cold and not environment.wait_ready(init_deadline_ms):
             return Outcome(
                 request_id=invocation.request_id,
@@ -176,6 +199,9 @@ class Pool:
             code_dir=str(settings.code_dir),
             platform=replace(self._platform, scratch_dir=scratch_dir),
         )
+        debugger = settings.debugger
+        if debugger is not None and not settings.is_python:
+            environment.update(debuggers.node_variables(debugger, environment))
         name = settings.name
         process = ExecutionEnvironment(
             self._command(),
@@ -191,27 +217,57 @@ class Pool:
     def _command(self) -> list[str]:
         settings = self.settings
         layers = [str(layer) for layer in settings.layers]
-        if not settings.is_python:
+        if self._interpreter is None:
             return ["node", str(NODE_WORKER), *layers]
-        return [self._interpreter(), str(PYTHON_WORKER), *layers]
+        interpreter = self._interpreter
+        lent = (
+            [interpreters.lab_packages("boto3")] if interpreter.takes_lab_boto3 else []
+        )
+        prelude: list[str] = []
+        if settings.debugger is not None:
+            prelude = debuggers.python_prelude(settings.debugger)
+            lent.append(debuggers.lent_debugger(settings.debugger, interpreter))
+        return interpreters.python_command(
+            interpreter,
+            PYTHON_WORKER,
+            layers,
+            lent=[directory for directory in lent if directory is not None],
+            prelude=prelude,
+        )
 
-    def _interpreter(self) -> str:
-        settings = self.settings
-        if settings.interpreter:
-            return settings.interpreter
-        if (
-            settings.runtime != current_python_runtime()
-            and not self._warned_interpreter
-        ):
-            self._warned_interpreter = True
-            logger.warning(
-                "Function %s declares %s; the lab runs it under %s. Name an "
-                "interpreter for it in mless.yaml to choose another.",
-                settings.name,
-                settings.runtime,
-                current_python_runtime(),
-            )
-        return sys.executable
+    def _warn_api_gateway(self, invocation: Invocation) -> None:
+        """Say once that API Gateway's caller may give up before the function does."""
+        if self._warned_api_gateway or not self._serves_callers:
+            return
+        warning = debuggers.api_gateway_warning(
+            self.settings.name,
+            invocation.event_json,
+            invocation.timeout_ms,
+            debugged=self.settings.debugger is not None,
+        )
+        if warning is not None:
+            self._warned_api_gateway = True
+            logger.warning("%s", warning)
+
+
+def _interpreter_for(settings: FunctionSettings) -> interpreters.Interpreter | None:
+    """The Python that runs the function (None for Node.js), said once if it is off."""
+    if not settings.is_python:
+        return None
+    choice = interpreters.choose_interpreter(
+        settings.name, settings.runtime, settings.interpreter
+    )
+    for warning in choice.warnings:
+        logger.warning("%s", warning)
+    return choice.interpreter
+
+
+def _concurrency(settings: FunctionSettings) -> int:
+    """How many environments may run at once: one while a debugger holds a port."""
+    debugger = settings.debugger
+    if debugger is not None and debuggers.listens(debugger):
+        return 1
+    return settings.concurrency
 
 
 def _fingerprint(function: wire.FunctionIdentity, variables: Mapping[str, str]) -> str:
