@@ -1,8 +1,16 @@
-"""boto3 clients for the lab, from the normal credential chain or the local cloud."""
+"""boto3 clients for the lab, from the normal credential chain or the local cloud.
+
+botocore's DEBUG logs of the wire (request and response bodies, the string
+it signs) carry credentials: the lab's own and, in the requests it
+receives, the function role's. `quiet_wire_logs` keeps those three loggers
+at INFO, so that even `--debug` never prints a credential.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+import weakref
 from typing import Any
 
 import boto3
@@ -17,6 +25,13 @@ _CONFIG = Config(
     connect_timeout=5,
     retries={"mode": "standard", "max_attempts": 5},
 )
+
+# The botocore loggers whose DEBUG lines show bodies, headers and signatures.
+WIRE_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth")
+
+# Which Clients made a client, so that a client for another service can be
+# made the same way.
+_MAKERS: weakref.WeakKeyDictionary[Any, Clients] = weakref.WeakKeyDictionary()
 
 
 class Clients:
@@ -38,6 +53,7 @@ class Clients:
             region_name=region,
         )
         self.endpoint_url = endpoint_url
+        quiet_wire_logs()
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -56,4 +72,24 @@ class Clients:
                     endpoint_url=self.endpoint_url,
                     config=_CONFIG,
                 )
+                _MAKERS[self._clients[service]] = self
             return self._clients[service]
+
+
+def clients_of(client: Any, endpoint_url: str | None = None) -> Clients:
+    """The Clients that made `client`, or new ones for its region and `endpoint_url`.
+
+    New ones take credentials from boto3's normal chain.
+    """
+    maker = _MAKERS.get(client)
+    if maker is not None:
+        return maker
+    return Clients(region=client.meta.region_name, endpoint_url=endpoint_url)
+
+
+def quiet_wire_logs() -> None:
+    """Keep botocore's wire logs, which show credentials, out of every log."""
+    for name in WIRE_LOGGERS:
+        wire_logger = logging.getLogger(name)
+        if wire_logger.level < logging.INFO:
+            wire_logger.setLevel(logging.INFO)

@@ -1,74 +1,89 @@
-"""The lab's main loop: receive, validate, run, reply, delete.
+"""The lab's main loop: receive request messages, hand each to the dispatcher.
 
 Stages of one request message and what each guarantees:
 
 1. receive: several receivers long-poll the request queue, taking no more
-   messages than there are free workers;
-2. validate: a message that is not a valid envelope, or whose reply queue is
-   not one of the stack's, is never executed; it is logged once and moved to
-   the dead-letter queue;
-3. run: the request runs in a warm execution environment of its function,
-   with its deadline moved into the lab's clock; a request whose deadline has
-   passed is skipped, since no caller waits for it any more;
-4. reply: the outcome goes to the proxy's reply queue; an ack goes first when
-   the handler runs long enough for the proxy to wonder where the lab is;
-5. delete: the request message is deleted only after its reply is sent, or
-   after it was deliberately skipped.
+   messages than there are free workers; from then on the lab keeps each
+   message hidden for as long as the lab holds it (`visibility`). What
+   already waits when the lab starts is taken first and started oldest
+   first (`catch_up`);
+2. validate, dedupe, run, reply, delete (`dispatch`): a message that is not a
+   valid request is never run and ends in the dead-letter queue; a request
+   delivered twice runs once; a message is deleted only after its reply is
+   sent, or after the request was deliberately skipped.
 
-An error while handling one message is logged and leaves the message to
-return to the queue; the poller itself keeps going.
+Every AWS call is retried while it fails transiently, and the lab says once
+when AWS has been out of reach for a while (`retry`). An error while
+handling one message is logged and leaves the message to return to the
+queue; the poller itself keeps going. `stop` stops receiving, makes the
+messages not yet started visible again at once and lets running invocations
+finish within a grace period.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from bridge.catch_up import CatchUp, oldest_first
 from bridge.clock import ClockOffset, now_ms
+from bridge.dispatch import Dispatcher, OutcomeListener
 from bridge.environments.pool import Pool
-from bridge.environments.process import Invocation, Outcome
-from bridge.environments.variables import credential_variables
-from bridge.errors import BadMessageError
-from lambda_proxy import wire
+from bridge.retry import AwsCaller, Reachability
+from bridge.visibility import HeldMessages
+
+__all__ = ["POLL_WAIT_SECONDS", "OutcomeListener", "Poller", "PollerStats", "Queues"]
 
 logger = logging.getLogger(__name__)
 
 POLL_WAIT_SECONDS = 20
 
-# The proxy gives up on a silent lab shortly before its deadline; a handler
-# still running after this long has its ack sent so the proxy waits on.
-ACK_AFTER_SECONDS = 0.2
+# Used when the request queue's own setting cannot be read: the stack's
+# default proxy timeout.
+DEFAULT_VISIBILITY_SECONDS = 30
 
-# Pause after a failed receive, so a lab that lost AWS does not spin.
-RECEIVE_RETRY_SECONDS = 1.0
+# SQS's ReceiveMessage returns at most this many messages.
+BATCH_SIZE = 10
+# Taking what waits when the lab starts: a long poll this long returns as
+# soon as a message is there, and finds messages a short poll may miss.
+BACKLOG_WAIT_SECONDS = 1
+
+# Pause after a receive failed for a reason retrying does not cure (no
+# permission, no queue), so that such a lab does not spin.
+RECEIVE_ERROR_PAUSE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
 class Queues:
-    """Where requests come from and where replies may go."""
+    """Where requests come from, where replies may go, where large bodies wait."""
 
     request_queue_url: str
     dead_letter_queue_url: str | None
     reply_queue_prefix: str
+    payload_bucket: str | None = None
 
     def is_reply_queue(self, queue_url: str) -> bool:
         """Whether a queue is one of the stack's reply queues.
 
-        SQS names a queue by account and name; the host part of a URL varies
-        (regional, legacy and custom endpoints all reach the same queue).
+        A reply queue is named by its prefix and a hex id. SQS names a queue
+        by account and name; the host part of a URL varies (regional, legacy
+        and custom endpoints all reach the same queue).
         """
         account, name = _account_and_name(queue_url)
         own_account, _ = _account_and_name(self.request_queue_url)
-        return account == own_account and name.startswith(self.reply_queue_prefix)
+        pattern = re.escape(self.reply_queue_prefix) + "[0-9a-f]{1,64}"
+        return (
+            bool(account)
+            and account == own_account
+            and re.fullmatch(pattern, name) is not None
+        )
 
 
 def _account_and_name(queue_url: str) -> tuple[str, str]:
@@ -76,7 +91,18 @@ def _account_and_name(queue_url: str) -> tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) == 2 else ("", "")
 
 
-OutcomeListener = Callable[[wire.Request, Outcome], None]
+@dataclass(frozen=True)
+class PollerStats:
+    """What the poller did with the messages it received, counted since start."""
+
+    received: int = 0  # messages, copies included
+    ran: int = 0  # requests run to an outcome
+    held_copies: int = 0  # copies that came while their request ran
+    resent_replies: int = 0  # copies that came later and got the reply again
+    dropped_copies: int = 0  # copies that came when nobody waited any more
+    skipped_expired: int = 0  # sync requests whose deadline passed first
+    dead_lettered: int = 0  # messages that are no request the lab may run
+    released: int = 0  # messages made visible again at once (shutdown)
 
 
 class Poller:
@@ -88,76 +114,231 @@ class Poller:
         queues: Queues,
         pools: Mapping[str, Pool],
         *,
+        s3: Any | None = None,
         receivers: int = 4,
         max_in_flight: int = 64,
         poll_wait_seconds: int = POLL_WAIT_SECONDS,
+        visibility_timeout_seconds: int | None = None,
+        reachability: Reachability | None = None,
         on_outcome: OutcomeListener | None = None,
+        catch_up: CatchUp | None = None,
     ) -> None:
         self._sqs = sqs
-        self._poll_wait_seconds = poll_wait_seconds
         self._queues = queues
-        self._pools = pools
         self._receivers = receivers
+        self._poll_wait_seconds = poll_wait_seconds
+        self._aws = AwsCaller(reachability)
+        self._held = HeldMessages(sqs, queues.request_queue_url, self._aws)
+        self._held.visibility_seconds = visibility_timeout_seconds
+        self._clock = ClockOffset()
+        self._stopping = threading.Event()
+        self._dispatcher = Dispatcher(
+            sqs,
+            queues,
+            pools,
+            self._held,
+            self._aws,
+            s3=s3,
+            clock=self._clock,
+            stopping=self._stopping,
+            on_outcome=on_outcome,
+            catch_up=catch_up,
+        )
+        self._max_in_flight = max_in_flight
+        self._backlog_taken = threading.Event()
         self._free = threading.Semaphore(max_in_flight)
         self._workers = ThreadPoolExecutor(max_in_flight, thread_name_prefix="mless")
-        self._stopping = threading.Event()
-        self._clock = ClockOffset()
-        self._on_outcome = on_outcome
+        self._received = 0
+        self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
+    @property
+    def reachability(self) -> Reachability:
+        """What the lab knows of whether AWS answers."""
+        return self._aws.reachability
+
+    @property
+    def started(self) -> bool:
+        """Whether `start` has been called."""
+        return bool(self._threads)
+
+    @property
+    def running_count(self) -> int:
+        """Invocations started and not yet answered."""
+        return self._dispatcher.running_count
+
+    def stats(self) -> PollerStats:
+        """The counts so far."""
+        with self._lock:
+            counts = {**self._dispatcher.counts(), "received": self._received}
+        return PollerStats(
+            **{f.name: counts.get(f.name, 0) for f in fields(PollerStats)}
+        )
+
     def start(self) -> None:
-        """Start the receivers in the background."""
+        """Start the receivers and the visibility extender in the background (once)."""
+        if self._threads:
+            return
+        self._held.start()
         for index in range(self._receivers):
             thread = threading.Thread(
-                target=self._receive_loop, name=f"mless-receiver-{index}", daemon=True
+                target=self._receive_loop,
+                args=(index,),
+                name=f"mless-receiver-{index}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
 
     def stop(self, grace_seconds: float = 30.0) -> None:
-        """Stop receiving and let running invocations finish, up to a grace period."""
-        self._stopping.set()
-        deadline = time.monotonic() + grace_seconds
-        finished = threading.Thread(target=self._workers.shutdown, daemon=True)
-        finished.start()
-        finished.join(max(0.0, deadline - time.monotonic()))
+        """Stop receiving; let running invocations finish, up to a grace period.
 
-    def _receive_loop(self) -> None:
+        Messages received but not started are made visible again at once,
+        including those the receivers' last long polls bring in: they are
+        waited for within the grace period too. Invocations still running
+        after the grace period are cut loose: their messages are made visible
+        again and their outcomes are not sent.
+        """
+        give_up_at = time.monotonic() + grace_seconds
+        self._stopping.set()
+        cut_loose = self._dispatcher.wait_for_running(grace_seconds)
+        if cut_loose:
+            logger.warning(
+                "%d invocation(s) still running after %.0f s; their requests "
+                "return to the queue",
+                cut_loose,
+                grace_seconds,
+            )
+        if not self.join(give_up_at - time.monotonic()):
+            # NOTE: a message SQS hands to a poll nobody waits for any more
+            # stays hidden until its visibility timeout ends.
+            logger.info("Stopped without waiting for the last long polls")
+        self._held.stop()
+        self._workers.shutdown(wait=False)
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the receivers to return from their last poll after `stop`.
+
+        Returns whether they all returned in time.
+        """
+        give_up_at = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, give_up_at - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def _receive_loop(self, index: int) -> None:
+        if index == 0:
+            self._take_backlog()
+        self._backlog_taken.wait()
         while not self._stopping.is_set():
             try:
                 self._receive_batch()
-            except (BotoCoreError, ClientError) as exc:
-                logger.warning("Receiving from the request queue failed: %s", exc)
-                time.sleep(RECEIVE_RETRY_SECONDS)
-            except Exception:
-                logger.exception("Unexpected error in the receiver; it goes on")
-                time.sleep(RECEIVE_RETRY_SECONDS)
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                # Transient failures were retried without end; this is another
+                # kind of error (AccessDenied, a deleted queue): say so, go on.
+                logger.error("Receiving from the request queue failed: %s", exc)
+                self._stopping.wait(RECEIVE_ERROR_PAUSE_SECONDS)
+
+    def _take_backlog(self) -> None:
+        """Start what waited in the queue before the lab came, oldest first.
+
+        The other receivers wait until it is taken, so that nothing received
+        later starts before it (`catch_up`).
+        """
+        taken: list[dict[str, Any]] = []
+        try:
+            most = min(self._waiting_count(), self._max_in_flight - BATCH_SIZE)
+            while len(taken) < most and not self._stopping.is_set():
+                batch = self._receive(BACKLOG_WAIT_SECONDS)
+                if not batch:
+                    break
+                taken += batch
+        except Exception as exc:
+            if not self._stopping.is_set():
+                logger.warning("Could not take the waiting requests first: %s", exc)
+        finally:
+            self._dispatch(oldest_first(taken))
+            self._backlog_taken.set()
+
+    def _waiting_count(self) -> int:
+        response = self._aws.call(
+            self._sqs.get_queue_attributes,
+            cancel=self._stopping,
+            QueueUrl=self._queues.request_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )
+        return int(response["Attributes"].get("ApproximateNumberOfMessages", 0))
 
     def _receive_batch(self) -> None:
-        wanted = self._take_free_workers(10)
+        self._dispatch(self._receive(self._poll_wait_seconds))
+
+    def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
+        """Receive what the free workers can take, oldest first; hold it hidden."""
+        visibility = self._visibility_seconds()
+        wanted = self._take_free_workers(BATCH_SIZE)
         try:
-            response = self._sqs.receive_message(
+            response = self._aws.call(
+                self._sqs.receive_message,
+                cancel=self._stopping,
                 QueueUrl=self._queues.request_queue_url,
                 MaxNumberOfMessages=wanted,
-                WaitTimeSeconds=self._poll_wait_seconds,
+                WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=visibility,
                 MessageSystemAttributeNames=[
                     "ApproximateReceiveCount",
                     "ApproximateFirstReceiveTimestamp",
+                    "SentTimestamp",
                 ],
             )
         except BaseException:
             self._give_back(wanted)
             raise
-        received_at = now_ms()
+        received_at, received_at_ms = time.monotonic(), now_ms()
         messages = response.get("Messages", [])
         self._give_back(wanted - len(messages))
+        with self._lock:
+            self._received += len(messages)
         for message in messages:
-            self._clock.observe(message.get("Attributes", {}), received_at)
+            self._clock.observe(message.get("Attributes", {}), received_at_ms)
+            self._held.hold(message, received_at)
+        return oldest_first(messages)
+
+    def _dispatch(self, messages: list[dict[str, Any]]) -> None:
+        """Hand received messages to the workers in order; give them back on stop."""
+        if self._stopping.is_set():
+            self._dispatcher.release(messages)
+            self._give_back(len(messages))
+            return
+        for message in messages:
+            self._workers.submit(self._handle_and_free, message)
+
+    def _visibility_seconds(self) -> int:
+        """The visibility timeout the lab receives with: the queue's own, read once."""
+        if self._held.visibility_seconds is None:
+            self._held.visibility_seconds = self._read_visibility_seconds()
+        return self._held.visibility_seconds
+
+    def _read_visibility_seconds(self) -> int:
+        try:
+            response = self._aws.call(
+                self._sqs.get_queue_attributes,
+                cancel=self._stopping,
+                QueueUrl=self._queues.request_queue_url,
+                AttributeNames=["VisibilityTimeout"],
+            )
+            return max(1, int(response["Attributes"]["VisibilityTimeout"]))
+        except Exception as exc:
             if self._stopping.is_set():
-                self._release(message)
-                self._give_back(1)
-            else:
-                self._workers.submit(self._handle_and_free, message)
+                raise
+            logger.warning(
+                "Could not read the request queue's visibility timeout (%s); "
+                "using %d s",
+                exc,
+                DEFAULT_VISIBILITY_SECONDS,
+            )
+            return DEFAULT_VISIBILITY_SECONDS
 
     def _take_free_workers(self, most: int) -> int:
         self._free.acquire()
@@ -172,155 +353,12 @@ class Poller:
 
     def _handle_and_free(self, message: dict[str, Any]) -> None:
         try:
-            self._handle(message)
+            self._dispatcher.handle(message)
         except Exception:
             logger.exception(
                 "Handling message %s failed; it returns to the queue",
                 message.get("MessageId"),
             )
+            self._held.let_go(message)
         finally:
             self._give_back(1)
-
-    def _handle(self, message: dict[str, Any]) -> None:
-        try:
-            request = self._validate(message)
-        except BadMessageError as exc:
-            self._quarantine(message, str(exc))
-            return
-        deadline_ms = self._clock.to_lab(request["deadline_ms"])
-        if request["mode"] == "sync" and deadline_ms <= now_ms():
-            logger.warning(
-                "Skipped request %s of %s: its deadline passed while it waited",
-                request["request_id"],
-                request["function"]["name"],
-            )
-            self._delete(message)
-            return
-        outcome = self._run(request, deadline_ms)
-        if self._on_outcome is not None:
-            self._on_outcome(request, outcome)
-        if request["reply_to"]:
-            self._send(request["reply_to"], _reply(request, outcome), request)
-        self._delete(message)
-
-    def _validate(self, message: dict[str, Any]) -> wire.Request:
-        try:
-            envelope = wire.decode(message["Body"])
-        except wire.EnvelopeError as exc:
-            raise BadMessageError(str(exc)) from exc
-        if envelope["kind"] != "request":
-            raise BadMessageError(f"a {envelope['kind']} on the request queue")
-        reply_to = envelope["reply_to"]
-        if reply_to is not None and not self._queues.is_reply_queue(reply_to):
-            raise BadMessageError(
-                f"its reply queue {reply_to} is not one of this stack's "
-                f"({self._queues.reply_queue_prefix}*)"
-            )
-        return envelope
-
-    def _run(self, request: wire.Request, deadline_ms: int) -> Outcome:
-        function = request["function"]
-        pool = self._pools.get(function["name"])
-        if pool is None:
-            return Outcome(
-                request_id=request["request_id"],
-                status="error",
-                error={
-                    "errorType": "Mless.FunctionNotInLab",
-                    "errorMessage": f"The lab has no code for function "
-                    f"{function['name']!r}; add it to the lab's configuration.",
-                },
-            )
-        ack = threading.Timer(ACK_AFTER_SECONDS, self._send_ack, args=(request,))
-        ack.daemon = True
-        ack.start()
-        try:
-            return pool.invoke(
-                function,
-                request["environment"],
-                request["credentials"],
-                _invocation(request, deadline_ms),
-            )
-        finally:
-            ack.cancel()
-
-    def _send_ack(self, request: wire.Request) -> None:
-        if request["reply_to"]:
-            self._send(request["reply_to"], wire.ack_for(request), request)
-
-    def _send(
-        self, queue_url: str, envelope: wire.Envelope, request: wire.Request
-    ) -> None:
-        try:
-            body = wire.encode(envelope)
-        except wire.EnvelopeTooLargeError as exc:
-            body = wire.encode(_too_large(request, exc))
-        self._sqs.send_message(QueueUrl=queue_url, MessageBody=body)
-
-    def _delete(self, message: dict[str, Any]) -> None:
-        self._sqs.delete_message(
-            QueueUrl=self._queues.request_queue_url,
-            ReceiptHandle=message["ReceiptHandle"],
-        )
-
-    def _release(self, message: dict[str, Any]) -> None:
-        """Make a message received during shutdown visible again at once."""
-        self._sqs.change_message_visibility(
-            QueueUrl=self._queues.request_queue_url,
-            ReceiptHandle=message["ReceiptHandle"],
-            VisibilityTimeout=0,
-        )
-
-    def _quarantine(self, message: dict[str, Any], why: str) -> None:
-        logger.error(
-            "Message %s is not a request the lab can run (%s); it goes to the "
-            "dead-letter queue",
-            message.get("MessageId"),
-            why,
-        )
-        if self._queues.dead_letter_queue_url:
-            self._sqs.send_message(
-                QueueUrl=self._queues.dead_letter_queue_url,
-                MessageBody=message["Body"],
-            )
-        self._delete(message)
-
-
-def _invocation(request: wire.Request, deadline_ms: int) -> Invocation:
-    function = request["function"]
-    return Invocation(
-        request_id=request["request_id"],
-        invoked_function_arn=function["invoked_arn"],
-        deadline_ms=deadline_ms,
-        timeout_ms=function["timeout_ms"],
-        event_json=json.dumps(request["event"], ensure_ascii=False),
-        client_context_json=_json_or_none(request.get("client_context")),
-        identity_json=_json_or_none(request.get("identity")),
-        trace_id=request.get("trace_id"),
-        tenant_id=request.get("tenant_id"),
-        # Role credentials rotate; each invocation brings the current ones.
-        environment=credential_variables(request["credentials"]),
-    )
-
-
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _reply(request: wire.Request, outcome: Outcome) -> wire.Reply:
-    if outcome.payload is not None:
-        return wire.reply_for(request, payload=outcome.payload)
-    if outcome.payload_base64 is not None:
-        return wire.reply_for(request, payload_base64=outcome.payload_base64)
-    return wire.reply_for(request, error=outcome.error or {})
-
-
-def _too_large(request: wire.Request, exc: wire.EnvelopeTooLargeError) -> wire.Reply:
-    return wire.reply_for(
-        request,
-        error={
-            "errorType": "Mless.PayloadTooLarge",
-            "errorMessage": f"The response of request {request['request_id']} "
-            f"could not be carried back: {exc}",
-        },
-    )

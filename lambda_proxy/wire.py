@@ -4,13 +4,19 @@ Both sides import this module: the proxy in Lambda builds requests and reads
 replies, the lab reads requests and builds replies. It uses the standard
 library only, because it is deployed with the proxy.
 
-Three kinds of message travel, each a JSON object with a format version:
+Four kinds of message travel, each a JSON object with a format version:
 
 - a *request* (proxy -> request queue -> lab): everything the lab needs to run
   the invocation as Lambda would;
 - an *ack* (lab -> reply queue): the lab has started the handler, so the proxy
   knows the lab is there and lets the handler run to the deadline;
-- a *reply* (lab -> reply queue): the payload to return, or the error to raise.
+- a *reply* (lab -> reply queue): the payload to return, or the error to raise;
+- a *stored* envelope, which stands in for a request or reply too large for
+  one SQS message: the whole envelope waits in the stack's payload bucket
+  (see `payloads`) and this names where.
+
+`decode` checks every field the receiver relies on, so a message it accepts
+can be acted on without further checks; one it refuses must never be run.
 
 SQS accepts only some Unicode characters in a body (no lone surrogates, no
 U+FFFE/U+FFFF, no control characters but tab and newlines). JSON already
@@ -28,10 +34,17 @@ from typing import Any, Literal, TypedDict
 FORMAT_VERSION = 1
 
 # SQS's maximum message size. The body is counted in UTF-8 bytes; mless sends
-# no message attributes, which would count too.
+# no message attributes with requests and replies, which would count too.
 SQS_MAX_MESSAGE_BYTES = 1_048_576
 
+# Lambda's limits on a synchronous invocation: the event as Invoke accepts it
+# (6 MiB), and the response, which Lambda checks against 6 MiB and 100 bytes.
+LAMBDA_EVENT_MAX_BYTES = 6 * 1024 * 1024
+LAMBDA_RESPONSE_MAX_BYTES = 6 * 1024 * 1024 + 100
+
 _SQS_UNSAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+# How much of a bad field's value an error message shows.
+_SHOWN_CHARACTERS = 40
 
 
 class EnvelopeError(ValueError):
@@ -124,25 +137,70 @@ class Reply(TypedDict, total=False):
     duration_ms: float
 
 
-Envelope = Request | Ack | Reply
+class Stored(TypedDict):
+    """A request or reply kept in the payload bucket; the message names it."""
 
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "request": (
-        "correlation_id",
-        "request_id",
-        "function",
-        "deadline_ms",
-        "sent_at_ms",
-        "event",
-        "environment",
-        "credentials",
-        "mode",
-        "reply_to",
-    ),
-    "ack": ("correlation_id", "request_id"),
-    "reply": ("correlation_id", "request_id"),
+    v: int
+    kind: Literal["stored"]
+    body_of: Literal["request", "reply"]
+    correlation_id: str
+    request_id: str
+    bucket: str
+    key: str
+    size_bytes: int
+
+
+Envelope = Request | Ack | Reply | Stored
+
+_NONE = type(None)
+_REQUIRED: dict[str, dict[str, tuple[type, ...]]] = {
+    "request": {
+        "correlation_id": (str,),
+        "request_id": (str,),
+        "function": (dict,),
+        "deadline_ms": (int,),
+        "sent_at_ms": (int,),
+        "event": (object,),
+        "environment": (dict,),
+        "credentials": (dict,),
+        "mode": (str,),
+        "reply_to": (str, _NONE),
+    },
+    "ack": {"correlation_id": (str,), "request_id": (str,)},
+    "reply": {"correlation_id": (str,), "request_id": (str,)},
+    "stored": {
+        "body_of": (str,),
+        "correlation_id": (str,),
+        "request_id": (str,),
+        "bucket": (str,),
+        "key": (str,),
+        "size_bytes": (int,),
+    },
 }
-_REQUIRED_FUNCTION_FIELDS = tuple(FunctionIdentity.__annotations__)
+_OPTIONAL_REQUEST_FIELDS: dict[str, tuple[type, ...]] = {
+    "trace_id": (str, _NONE),
+    "tenant_id": (str, _NONE),
+}
+_FUNCTION_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "version": (str,),
+    "invoked_arn": (str,),
+    "memory_mb": (int,),
+    "timeout_ms": (int,),
+    "region": (str,),
+    "log_group": (str,),
+    "log_stream": (str,),
+}
+_CREDENTIAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "access_key_id": (str,),
+    "secret_access_key": (str,),
+    "session_token": (str, _NONE),
+}
+_REPLY_OUTCOMES: dict[str, tuple[type, ...]] = {
+    "payload": (str,),
+    "payload_base64": (str,),
+    "error": (dict,),
+}
 
 
 def new_correlation_id() -> str:
@@ -150,13 +208,18 @@ def new_correlation_id() -> str:
     return uuid.uuid4().hex
 
 
-def encode(envelope: Envelope, limit_bytes: int = SQS_MAX_MESSAGE_BYTES) -> str:
-    """Serialize an envelope to an SQS-safe body, checking its size in bytes."""
+def encode(envelope: Envelope, limit_bytes: int | None = SQS_MAX_MESSAGE_BYTES) -> str:
+    """Serialize an envelope to an SQS-safe body, checking its size in bytes.
+
+    `limit_bytes=None` skips the check, for a body that goes to S3 instead.
+    """
     text = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
     text = _SQS_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    size = len(text.encode("utf-8"))
-    if size > limit_bytes:
-        raise EnvelopeTooLargeError(envelope.get("kind", "message"), size, limit_bytes)
+    if limit_bytes is not None:
+        size = len(text.encode("utf-8"))
+        if size > limit_bytes:
+            kind = str(envelope.get("kind", "message"))
+            raise EnvelopeTooLargeError(kind, size, limit_bytes)
     return text
 
 
@@ -169,43 +232,88 @@ def decode(body: str) -> Envelope:
     if not isinstance(message, dict):
         raise EnvelopeError("the body is JSON but not an object")
     version = message.get("v")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise EnvelopeError(
-            f"format version {version!r} is not the supported {FORMAT_VERSION}"
+            f"format version {_shown(version)} is not the supported {FORMAT_VERSION}"
         )
     kind = message.get("kind")
-    if kind not in _REQUIRED:
-        raise EnvelopeError(f"unknown message kind {kind!r}")
-    missing = [name for name in _REQUIRED[kind] if name not in message]
-    if missing:
-        raise EnvelopeError(f"the {kind} lacks {', '.join(missing)}")
+    if not isinstance(kind, str) or kind not in _REQUIRED:
+        raise EnvelopeError(f"unknown message kind {_shown(kind)}")
+    _check_fields(message, _REQUIRED[kind], f"the {kind}", required=True)
     if kind == "request":
         _check_request(message)
-    if (
-        kind == "reply"
-        and ("payload" in message)
-        + ("payload_base64" in message)
-        + ("error" in message)
-        != 1
-    ):
-        raise EnvelopeError("a reply holds exactly one of payload or error")
+    elif kind == "reply":
+        _check_reply(message)
+    elif kind == "stored":
+        _check_stored(message)
     return message  # type: ignore[return-value]
 
 
+def _check_fields(
+    message: dict[str, Any],
+    fields: dict[str, tuple[type, ...]],
+    owner: str,
+    *,
+    required: bool,
+) -> None:
+    missing = [name for name in fields if name not in message]
+    if missing and required:
+        raise EnvelopeError(f"{owner} lacks {', '.join(missing)}")
+    for name, types in fields.items():
+        if name in message and not _is_a(message[name], types):
+            raise EnvelopeError(
+                f"{owner}'s {name} is {type(message[name]).__name__}, not "
+                f"{' or '.join(t.__name__ for t in types)}"
+            )
+
+
+def _is_a(value: Any, types: tuple[type, ...]) -> bool:
+    # JSON's true and false are ints to Python; no field of ours is a boolean.
+    if isinstance(value, bool) and object not in types:
+        return False
+    return isinstance(value, types)
+
+
 def _check_request(message: dict[str, Any]) -> None:
-    function = message["function"]
-    if not isinstance(function, dict):
-        raise EnvelopeError("the request's function is not an object")
-    missing = [name for name in _REQUIRED_FUNCTION_FIELDS if name not in function]
-    if missing:
-        raise EnvelopeError(f"the request's function lacks {', '.join(missing)}")
-    if not isinstance(message["deadline_ms"], int):
-        raise EnvelopeError("the request's deadline_ms is not an integer")
+    _check_fields(message, _OPTIONAL_REQUEST_FIELDS, "the request", required=False)
+    _check_fields(
+        message["function"], _FUNCTION_FIELDS, "the request's function", required=True
+    )
+    _check_fields(
+        message["credentials"],
+        _CREDENTIAL_FIELDS,
+        "the request's credentials",
+        required=True,
+    )
     environment = message["environment"]
-    if not isinstance(environment, dict) or not all(
+    if not all(
         isinstance(k, str) and isinstance(v, str) for k, v in environment.items()
     ):
         raise EnvelopeError("the request's environment is not a map of strings")
+
+
+def _check_reply(message: dict[str, Any]) -> None:
+    outcomes = [name for name in _REPLY_OUTCOMES if name in message]
+    if len(outcomes) != 1:
+        raise EnvelopeError("a reply holds exactly one of payload or error")
+    _check_fields(message, _REPLY_OUTCOMES, "the reply", required=False)
+
+
+def _check_stored(message: dict[str, Any]) -> None:
+    if message["body_of"] not in ("request", "reply"):
+        raise EnvelopeError(
+            f"a stored envelope of unknown kind {_shown(message['body_of'])}"
+        )
+    if message["size_bytes"] < 0:
+        raise EnvelopeError("a stored envelope of negative size")
+
+
+def _shown(value: Any) -> str:
+    """A value from a message, short enough for a log line."""
+    text = repr(value)
+    if len(text) > _SHOWN_CHARACTERS:
+        return text[: _SHOWN_CHARACTERS - 3] + "..."
+    return text
 
 
 def ack_for(request: Request) -> Ack:
@@ -228,3 +336,19 @@ def reply_for(request: Request, **outcome: Any) -> Reply:
     }
     reply.update(outcome)  # type: ignore[typeddict-item]
     return reply
+
+
+def stored_for(
+    envelope: Request | Reply, bucket: str, key: str, size_bytes: int
+) -> Stored:
+    """Build the message that stands in for an envelope kept in S3."""
+    return {
+        "v": FORMAT_VERSION,
+        "kind": "stored",
+        "body_of": envelope["kind"],
+        "correlation_id": envelope["correlation_id"],
+        "request_id": envelope["request_id"],
+        "bucket": bucket,
+        "key": key,
+        "size_bytes": size_bytes,
+    }

@@ -97,6 +97,7 @@ class ExecutionEnvironment:
         self.init_error: dict[str, Any] | None = None
         self.max_memory_mb = 0
         self._closed = False
+        self._closing = threading.Lock()
         self._spawn(command, environment, code_dir)
 
     def _spawn(
@@ -233,25 +234,30 @@ class ExecutionEnvironment:
             pass  # no /proc (macOS): the last measure stands
 
     def close(self) -> None:
-        """Stop the child (and anything it started) at once."""
-        self._closed = True
-        if self._process.poll() is None:
-            try:
-                os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        """Stop the child (and anything it started) at once; safe to call again."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            if self._process.poll() is None:
+                try:
+                    os.killpg(self._process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            # Closed once only: a second close could hit the same number
+            # reused by another thread for another file.
             os.close(self._to_child)
-        except OSError:
-            pass
         self._process.wait()
 
     def _send(self, message: dict[str, Any]) -> None:
         line = (json.dumps(message) + "\n").encode("ascii")
-        try:
-            os.write(self._to_child, line)
-        except OSError:
-            pass  # The child is gone; _next_message sees the end of its pipe.
+        with self._closing:
+            if self._closed:
+                return
+            try:
+                os.write(self._to_child, line)
+            except OSError:
+                pass  # The child is gone; _next_message sees its pipe end.
 
     def _next_message(self, deadline_ms: int) -> dict[str, Any] | None:
         """The child's next message, _CHILD_EXITED, or None at the deadline."""

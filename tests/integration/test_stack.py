@@ -168,7 +168,7 @@ def test_request_queue_is_encrypted_and_redrives_to_the_dead_letter_queue(
 
     assert attributes["SqsManagedSseEnabled"] == "true"
     assert attributes["MaximumMessageSize"] == "1048576"
-    assert attributes["MessageRetentionPeriod"] == "21600"
+    assert attributes["MessageRetentionPeriod"] == "345600"
     assert attributes["VisibilityTimeout"] == "30"
     assert json.loads(attributes["RedrivePolicy"]) == {
         "deadLetterTargetArn": outputs.dead_letter_queue_arn,
