@@ -7,7 +7,9 @@ the code that was deployed (by its CodeSha256, among the objects of the code
 bucket), and runs it in execution environments of the lab's own kind, with
 an event, a context, a deadline and the role's credentials, one invocation at
 a time per environment. What runs is the real proxy package as deployed, not
-a copy of its logic.
+a copy of its logic. Like Lambda, it does not tell the function whether an
+invocation is asynchronous: the proxy tells from the event's source alone
+(lambda_proxy/event_sources.py), as it must in AWS.
 
 NOTE: asynchronous (Event) invocations run once; Lambda would retry a failed
 one twice, a minute or more apart, which no test or demo wants to wait for.
@@ -83,7 +85,10 @@ class LambdaService:
     def __init__(self, clients: Any, code_bucket: str, endpoint_url: str) -> None:
         self._clients = clients
         self._code_bucket = code_bucket
-        self._platform = Platform(endpoint_url=endpoint_url)
+        # The proxy forwards its environment's variables as the function's
+        # own; a TMPDIR of each proxy environment's would make the lab see
+        # a new configuration, and start a new environment, for each of them.
+        self._platform = Platform(endpoint_url=endpoint_url, scratch_in_tmpdir=False)
         self._code_root = Path(tempfile.mkdtemp(prefix="mless-local-lambda-"))
         self._pools: dict[tuple[str, str], Pool] = {}
         self._configurations: dict[str, tuple[float, dict[str, Any]]] = {}
