@@ -101,13 +101,14 @@ def _run_chain(
     settings = FunctionSettings(FUNCTION_NAME, "app.handler", EXAMPLE_DIR)
     counter = _Counter()
     sqs = cloud.clients.client("sqs")
-    lab = Lab(
+    lab = Lab(  # no hot reload: the demo's code does not change while it runs
         sqs,
         cloud.queues,
         [settings],
         log,
         endpoint_url=cloud.endpoint_url,
         on_outcome=counter,
+        reload=False,
     )
     with lab:
         say(f"uploading {len(files)} files to s3://{BUCKET}")

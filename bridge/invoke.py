@@ -44,7 +44,17 @@ def invoke_events(
             environment=dict(deployment.environment),
         )
         sqs = cloud.clients.client("sqs")
-        with Lab(sqs, cloud.queues, [settings], log, endpoint_url=cloud.endpoint_url):
+        # No hot reload: the events run once, and watching the code directory
+        # would also report files the command itself writes there.
+        lab = Lab(
+            sqs,
+            cloud.queues,
+            [settings],
+            log,
+            endpoint_url=cloud.endpoint_url,
+            reload=False,
+        )
+        with lab:
             with ThreadPoolExecutor(concurrency) as invokers:
                 return list(
                     invokers.map(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from bridge.errors import ConfigurationError
 from bridge.local_cloud import LocalCloud
 from bridge.local_gateway import LocalGateway
 
@@ -43,7 +44,13 @@ def run_local_cloud(
     """Serve a local cloud with these functions until `stop` is set (or forever)."""
     stop = stop or threading.Event()
     with LocalCloud(stack_name) as cloud:
-        gateway = LocalGateway(cloud.lambda_service, cloud.endpoint_url, port)
+        try:
+            gateway = LocalGateway(cloud.lambda_service, cloud.endpoint_url, port)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"The local cloud cannot listen on 127.0.0.1:{port} ({exc.strerror}); "
+                "choose another --port."
+            ) from exc
         try:
             for function in functions:
                 _create(cloud, function, say)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -51,7 +53,13 @@ from bridge.errors import ConfigurationError
     type=click.IntRange(1, 900),
     help="Timeout in seconds.  [default: 3; 900 with --debugger]",
 )
-@click.option("--memory", default=128, show_default=True, help="Memory in MB.")
+@click.option(
+    "--memory",
+    default=128,
+    show_default=True,
+    type=click.IntRange(128, 10240),
+    help="Memory in MB, as Lambda allows it.",
+)
 @click.option(
     "--debugger",
     metavar="KIND[:PORT]",
@@ -101,7 +109,7 @@ def invoke(
     from bridge.invoke import FunctionDeployment, invoke_events
 
     name = function_name or _function_name(handler)
-    payloads = [event.read() for event in events] or [b"{}"]
+    payloads = [_event_payload(event) for event in events] or [b"{}"]
     with user_errors(context):
         settings = FunctionSettings(
             name,
@@ -142,6 +150,18 @@ def demo(context: click.Context) -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _event_payload(event: BinaryIO) -> bytes:
+    """Read one --event file; refuse it, naming the file, unless it is JSON."""
+    payload = event.read()
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{event.name} is not JSON: {exc}", param_hint="--event"
+        ) from None
+    return payload
+
+
 def _debugger(given: str | None) -> DebuggerSettings | None:
     """Parse --debugger KIND[:PORT] into the settings the pool uses."""
     if not given:
@@ -180,6 +200,7 @@ def _function_name(handler: str) -> str:
 @click.option(
     "--port",
     default=4570,
+    type=click.IntRange(1, 65535),
     show_default=True,
     help="Loopback port of the local cloud's endpoint.",
 )
@@ -213,6 +234,8 @@ def local(
         name, _, bucket = given.partition("=")
         wanted.append(LocalFunction(name, timeout, bucket=bucket or None))
     console = Console()
+    # SIGTERM stops the local cloud as Ctrl+C does, moto's server included.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with user_errors(context):
         try:
             run_local_cloud(wanted, console.note, port=port, stack_name=stack_name)
