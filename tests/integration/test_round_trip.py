@@ -115,9 +115,11 @@ def test_a_handler_past_its_timeout_gets_lambdas_timeout_error(
 def test_without_a_lab_the_proxy_says_the_lab_did_not_answer(local_cloud):
     # A function the lab does not serve: nobody takes its requests... but the
     # lab of another test might, so use a stack-less queue: stop no lab here
-    # and invoke a function no lab is running for at all.
+    # and invoke a function no lab is running for at all. In sync mode the
+    # proxy waits whatever the lab's heartbeat says (auto mode would answer
+    # Mless.LabOffline at once, see test_offline.py).
     name = "nobody-listens"
-    local_cloud.create_function(name, timeout_seconds=2)
+    local_cloud.create_function(name, timeout_seconds=2, mode="sync")
 
     result = local_cloud.lambda_service.invoke(name, b"{}")
 
