@@ -18,6 +18,8 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from botocore.exceptions import ClientError
+
 from bridge.errors import MlessError
 from bridge.lambda_service import LambdaService
 
@@ -113,6 +115,23 @@ def _handler_class(
                     400,
                     json.dumps(error).encode(),
                     {"X-Amzn-ErrorType": "InvalidRequestContentException"},
+                )
+                return
+            except ClientError as exc:
+                # Lambda's own answer, e.g. ResourceNotFoundException for a
+                # function that does not exist.
+                aws_error = exc.response.get("Error", {})
+                status = exc.response.get("ResponseMetadata", {}).get(
+                    "HTTPStatusCode", 400
+                )
+                refusal = {
+                    "Type": "User",
+                    "message": aws_error.get("Message", str(exc)),
+                }
+                self._answer(
+                    status,
+                    json.dumps(refusal).encode(),
+                    {"X-Amzn-ErrorType": aws_error.get("Code", "ServiceException")},
                 )
                 return
             headers = {"X-Amz-Executed-Version": "$LATEST"}

@@ -88,6 +88,11 @@ def make_clients(
 ) -> Any:
     from bridge.aws import Clients
 
+    if endpoint_url and not endpoint_url.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"--endpoint-url {endpoint_url!r} is not a URL; give one like "
+            "http://127.0.0.1:4570."
+        )
     return Clients(profile=profile, region=region, endpoint_url=endpoint_url)
 
 

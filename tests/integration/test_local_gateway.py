@@ -70,3 +70,10 @@ def test_other_calls_reach_moto_unchanged(local_cloud, gateway):
 )
 def test_invoke_names_a_function_by_name_or_arn(path_part, name):
     assert function_name(path_part) == name
+
+
+def test_invoking_a_function_that_does_not_exist_is_lambdas_not_found(gateway):
+    lambda_client = _client("lambda", gateway)
+
+    with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
+        lambda_client.invoke(FunctionName="no-such-function", Payload=b"{}")
