@@ -35,7 +35,13 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError, WaiterError
 
 from bridge.config import DeployedFunction
-from bridge.errors import AttachError, AwsError, ConfigurationError
+from bridge.errors import (
+    AttachError,
+    AwsError,
+    ConfigurationError,
+    calling_aws,
+    error_code,
+)
 from bridge.proxy_layer import find_proxy_layer, proxy_layer_name, unversioned
 from bridge.snapshots import (
     FunctionState,
@@ -444,13 +450,13 @@ class Attacher:
         try:
             self._lambda.get_layer_version(LayerName=layer, VersionNumber=int(version))
         except ClientError as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 return False
             raise AwsError.from_client_error(exc, f"layer {layer_version_arn}") from exc
         return True
 
     def _grant(self, snapshot: Snapshot) -> None:
-        with _calling_aws(f"role {snapshot.role_name}"):
+        with calling_aws(f"role {snapshot.role_name}"):
             self._iam.attach_role_policy(
                 RoleName=snapshot.role_name, PolicyArn=snapshot.policy_arn
             )
@@ -462,14 +468,14 @@ class Attacher:
             )
         except ClientError as exc:
             # Already gone (taken by hand, or the role was deleted): nothing to undo.
-            if _error_code(exc) != "NoSuchEntity":
+            if error_code(exc) != "NoSuchEntity":
                 raise AwsError.from_client_error(
                     exc, f"role {snapshot.role_name}"
                 ) from exc
 
     def _update(self, function_name: str, arguments: Mapping[str, Any]) -> None:
         """Change a function's configuration and wait until Lambda has applied it."""
-        with _calling_aws(f"function {function_name}"):
+        with calling_aws(f"function {function_name}"):
             self._lambda.update_function_configuration(
                 FunctionName=function_name, **arguments
             )
@@ -501,7 +507,7 @@ class Attacher:
                 FunctionName=function
             )
         except ClientError as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 return None
             raise AwsError.from_client_error(exc, f"function {function}") from exc
         return configuration
@@ -533,7 +539,7 @@ class Attacher:
         pages = self._iam.get_paginator("list_attached_role_policies").paginate(
             RoleName=role_name
         )
-        with _calling_aws(f"role {role_name}"):
+        with calling_aws(f"role {role_name}"):
             return any(
                 policy["PolicyArn"] == policy_arn
                 for page in pages
@@ -708,15 +714,3 @@ def describe_report(report: DetachReport) -> list[str]:
 
 def _account_region(outputs: StackOutputs) -> str:
     return arn_account_region(outputs.request_queue_arn)
-
-
-@contextmanager
-def _calling_aws(resource: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        raise AwsError.from_client_error(exc, resource) from exc
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))

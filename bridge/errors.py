@@ -15,10 +15,10 @@ The CLI exits with 2 for a ConfigurationError and with 1 for the others.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-if TYPE_CHECKING:
-    from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError
 
 
 class MlessError(Exception):
@@ -115,3 +115,17 @@ class BadMessageError(MlessError):
 
 class HandlerError(MlessError):
     """The user's handler could not be run or raised an error."""
+
+
+@contextmanager
+def calling_aws(resource: str) -> Iterator[None]:
+    """Turn a failed AWS call on `resource` into an AwsError naming both."""
+    try:
+        yield
+    except ClientError as exc:
+        raise AwsError.from_client_error(exc, resource) from exc
+
+
+def error_code(exc: ClientError) -> str:
+    """The error code AWS answered with, e.g. "ResourceNotFoundException"."""
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -10,13 +10,9 @@ the local cloud runs, answers a reference to a layer version with no ARN.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
-from bridge.errors import AwsError
+from bridge.errors import calling_aws
 from bridge.packaging import layer_key
 
 if TYPE_CHECKING:
@@ -47,7 +43,7 @@ def publish_proxy_layer(
 ) -> str:
     """Publish the layer package uploaded beside this proxy package; return its ARN."""
     name = proxy_layer_name(name_prefix)
-    with _calling_aws(f"layer {name}"):
+    with calling_aws(f"layer {name}"):
         return lambda_client.publish_layer_version(
             LayerName=name,
             Description=_description(code_key),
@@ -67,7 +63,7 @@ def delete_proxy_layer(lambda_client: LambdaClient, layer_name: str) -> None:
     """
     for version in _versions(lambda_client, layer_name):
         if version.get("Description", "").startswith(_DESCRIPTION_PREFIX):
-            with _calling_aws(f"layer {layer_name}"):
+            with calling_aws(f"layer {layer_name}"):
                 lambda_client.delete_layer_version(
                     LayerName=layer_name, VersionNumber=version["Version"]
                 )
@@ -89,13 +85,5 @@ def _versions(
     pages = lambda_client.get_paginator("list_layer_versions").paginate(
         LayerName=layer_name
     )
-    with _calling_aws(f"layer {layer_name}"):
+    with calling_aws(f"layer {layer_name}"):
         return [item for page in pages for item in page.get("LayerVersions", [])]
-
-
-@contextmanager
-def _calling_aws(resource: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        raise AwsError.from_client_error(exc, resource) from exc

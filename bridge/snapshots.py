@@ -21,7 +21,6 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bridge.errors import AwsError, ConfigurationError
+from bridge.errors import AwsError, ConfigurationError, calling_aws, error_code
 
 SNAPSHOT_FORMAT = 1
 SNAPSHOT_TAG = "mless:snapshot"
@@ -304,14 +303,14 @@ class SnapshotStore:
     def record(self, snapshot: Snapshot) -> None:
         """Keep a snapshot here, then in AWS, then tag the function with it."""
         self.local.save(snapshot)
-        with _calling_aws(snapshot.location):
+        with calling_aws(snapshot.location):
             self._s3.put_object(
                 Bucket=snapshot.bucket,
                 Key=snapshot.key,
                 Body=snapshot.to_json().encode(),
                 ContentType="application/json",
             )
-        with _calling_aws(f"function {snapshot.function_name}"):
+        with calling_aws(f"function {snapshot.function_name}"):
             self._lambda.tag_resource(
                 Resource=snapshot.function_arn, Tags={SNAPSHOT_TAG: snapshot.location}
             )
@@ -324,11 +323,11 @@ class SnapshotStore:
             )
         except ClientError as exc:
             # A function deleted in the meantime has no tag to remove.
-            if _error_code(exc) != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise AwsError.from_client_error(
                     exc, f"function {snapshot.function_name}"
                 ) from exc
-        with _calling_aws(snapshot.location):
+        with calling_aws(snapshot.location):
             self._s3.delete_object(Bucket=snapshot.bucket, Key=snapshot.key)
         self.local.delete(snapshot)
 
@@ -337,7 +336,7 @@ class SnapshotStore:
         local = self.local.load(arn_account_region(function_arn), function_name)
         if local is not None:
             return local
-        with _calling_aws(f"function {function_name}"):
+        with calling_aws(f"function {function_name}"):
             tags = self._lambda.list_tags(Resource=function_arn).get("Tags", {})
         location = tags.get(SNAPSHOT_TAG, "")
         if not location.startswith("s3://"):
@@ -384,7 +383,7 @@ class SnapshotStore:
         pages = self._s3.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=SNAPSHOT_PREFIX
         )
-        with _calling_aws(f"s3://{bucket}/{SNAPSHOT_PREFIX}"):
+        with calling_aws(f"s3://{bucket}/{SNAPSHOT_PREFIX}"):
             keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         for key in keys:
             snapshot = self._read_remote(bucket, key)
@@ -395,7 +394,7 @@ class SnapshotStore:
         try:
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if _error_code(exc) in {"NoSuchKey", "404", "NoSuchBucket"}:
+            if error_code(exc) in {"NoSuchKey", "404", "NoSuchBucket"}:
                 return None
             raise AwsError.from_client_error(exc, f"s3://{bucket}/{key}") from exc
         return Snapshot.from_json(body, f"s3://{bucket}/{key}")
@@ -405,15 +404,3 @@ def arn_account_region(arn: str) -> str:
     """Return `ACCOUNT-REGION` of an ARN: the folder of its local snapshots."""
     parts = arn.split(":")
     return f"{parts[4]}-{parts[3]}"
-
-
-@contextmanager
-def _calling_aws(resource: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        raise AwsError.from_client_error(exc, resource) from exc
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -18,8 +18,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from itertools import takewhile
@@ -28,7 +27,13 @@ from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
-from bridge.errors import AwsError, ConfigurationError, StackNotFoundError
+from bridge.errors import (
+    AwsError,
+    ConfigurationError,
+    StackNotFoundError,
+    calling_aws,
+    error_code,
+)
 from bridge.packaging import (
     build_proxy_layer_zip,
     build_proxy_zip,
@@ -245,18 +250,18 @@ def code_bucket_name(account_id: str, region: str) -> str:
 
 def ensure_code_bucket(s3: S3Client, sts: STSClient, region: str) -> str:
     """Return the code bucket's name, creating the bucket if it does not exist."""
-    with _calling_aws("the caller's identity"):
+    with calling_aws("the caller's identity"):
         account_id = sts.get_caller_identity()["Account"]
     bucket = code_bucket_name(account_id, region)
     try:
         s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account_id)
         return bucket
     except ClientError as exc:
-        if _error_code(exc) not in {"404", "NoSuchBucket"}:
+        if error_code(exc) not in {"404", "NoSuchBucket"}:
             raise AwsError(
                 "HeadBucket",
                 f"bucket {bucket}",
-                f"{_error_code(exc)}; the name may belong to another account.",
+                f"{error_code(exc)}; the name may belong to another account.",
             ) from exc
 
     logger.debug("creating the code bucket %s", bucket)
@@ -272,7 +277,7 @@ def ensure_code_bucket(s3: S3Client, sts: STSClient, region: str) -> str:
                 CreateBucketConfiguration={"LocationConstraint": location},
             )
     except ClientError as exc:
-        if _error_code(exc) != "BucketAlreadyOwnedByYou":
+        if error_code(exc) != "BucketAlreadyOwnedByYou":
             raise AwsError.from_client_error(exc, f"bucket {bucket}") from exc
     return bucket
 
@@ -344,9 +349,9 @@ def apply_deploy(
 ) -> StackOutputs:
     """Carry out a deploy plan, wait for the stack to settle, return its outputs."""
     if plan.upload_code:
-        with _calling_aws(f"s3://{plan.code_bucket}/{plan.code_key}"):
+        with calling_aws(f"s3://{plan.code_bucket}/{plan.code_key}"):
             s3.put_object(Bucket=plan.code_bucket, Key=plan.code_key, Body=plan.code)
-        with _calling_aws(f"s3://{plan.code_bucket}/{plan.layer_key}"):
+        with calling_aws(f"s3://{plan.code_bucket}/{plan.layer_key}"):
             s3.put_object(Bucket=plan.code_bucket, Key=plan.layer_key, Body=plan.layer)
     if plan.publish_layer and lambda_client is not None:
         arn = publish_proxy_layer(
@@ -425,7 +430,7 @@ def destroy_stack(
         _empty_bucket(s3, bucket)
 
     seen = _latest_event_ids(cloudformation, stack_id)
-    with _calling_aws(f"stack {stack_name}"):
+    with calling_aws(f"stack {stack_name}"):
         cloudformation.delete_stack(StackName=stack_id)
     _wait_for(cloudformation, stack_id, "DeleteStack", seen, on_event, sleep)
 
@@ -489,7 +494,7 @@ def preview_changes(
     if plan.action is not DeployAction.UPDATE:
         return []
     name = f"mless-preview-{uuid.uuid4().hex[:12]}"
-    with _calling_aws(f"stack {plan.stack_name}"):
+    with calling_aws(f"stack {plan.stack_name}"):
         cloudformation.create_change_set(
             StackName=plan.stack_name,
             ChangeSetName=name,
@@ -501,7 +506,7 @@ def preview_changes(
     try:
         return _read_change_set(cloudformation, plan.stack_name, name)
     finally:
-        with _calling_aws(f"change set {name}"):
+        with calling_aws(f"change set {name}"):
             cloudformation.delete_change_set(
                 StackName=plan.stack_name, ChangeSetName=name
             )
@@ -512,7 +517,7 @@ def _read_change_set(
 ) -> list[ResourceChange]:
     deadline = time.monotonic() + STACK_WAIT_SECONDS
     while True:
-        with _calling_aws(f"change set {name}"):
+        with calling_aws(f"change set {name}"):
             described = cloudformation.describe_change_set(
                 StackName=stack_name, ChangeSetName=name
             )
@@ -580,7 +585,7 @@ def read_function_mode(lambda_client: LambdaClient, function_name: str) -> str |
 
 
 def _queue_counts(sqs: SQSClient, queue_url: str) -> dict[str, int]:
-    with _calling_aws(f"queue {queue_url}"):
+    with calling_aws(f"queue {queue_url}"):
         attributes = sqs.get_queue_attributes(
             QueueUrl=queue_url,
             AttributeNames=[
@@ -597,7 +602,7 @@ def _create_stack(
     on_event: EventCallback | None,
     sleep: Sleep,
 ) -> None:
-    with _calling_aws(f"stack {plan.stack_name}"):
+    with calling_aws(f"stack {plan.stack_name}"):
         stack_id = cloudformation.create_stack(
             StackName=plan.stack_name,
             TemplateBody=plan.template_body,
@@ -676,7 +681,7 @@ def _new_events(
         StackName=stack_id
     )
     newest_first = (event for page in pages for event in page["StackEvents"])
-    with _calling_aws(f"stack {stack_id}"):
+    with calling_aws(f"stack {stack_id}"):
         # The first event already seen ends the new ones; older pages stay unread.
         fresh = list(takewhile(lambda e: e["EventId"] not in seen, newest_first))
     seen.update(event["EventId"] for event in fresh)
@@ -685,7 +690,7 @@ def _new_events(
 
 def _latest_event_ids(cloudformation: CloudFormationClient, stack: str) -> set[str]:
     """Return the id of the stack's newest event: what to report comes after it."""
-    with _calling_aws(f"stack {stack}"):
+    with calling_aws(f"stack {stack}"):
         events = cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
     return {events[0]["EventId"]} if events else set()
 
@@ -740,7 +745,7 @@ def _current_parameters(stack: StackTypeDef) -> dict[str, str]:
 
 
 def _current_template(cloudformation: CloudFormationClient, stack: str) -> object:
-    with _calling_aws(f"stack {stack}"):
+    with calling_aws(f"stack {stack}"):
         response = cloudformation.get_template(
             StackName=stack, TemplateStage="Original"
         )
@@ -755,7 +760,7 @@ def _parameter_list(parameters: Mapping[str, str]) -> list[ParameterTypeDef]:
 def _physical_id(
     cloudformation: CloudFormationClient, stack_id: str, logical_id: str
 ) -> str | None:
-    with _calling_aws(f"stack {stack_id}"):
+    with calling_aws(f"stack {stack_id}"):
         resources = cloudformation.describe_stack_resources(StackName=stack_id)
     for resource in resources["StackResources"]:
         # moto lists the resources it cannot create without their ids.
@@ -769,7 +774,7 @@ def _object_exists(s3: S3Client, bucket: str, key: str) -> bool:
         s3.head_object(Bucket=bucket, Key=key)
         return True
     except ClientError as exc:
-        if _error_code(exc) in {"404", "NoSuchKey"}:
+        if error_code(exc) in {"404", "NoSuchKey"}:
             return False
         raise AwsError.from_client_error(exc, f"s3://{bucket}/{key}") from exc
 
@@ -785,7 +790,7 @@ def _empty_bucket(s3: S3Client, bucket: str) -> None:
             if keys:
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
     except ClientError as exc:
-        if _error_code(exc) != "NoSuchBucket":
+        if error_code(exc) != "NoSuchBucket":
             raise AwsError.from_client_error(exc, f"bucket {bucket}") from exc
 
 
@@ -794,7 +799,7 @@ def _delete_reply_queues(sqs: SQSClient, prefix: str) -> list[str]:
     # in "-reply", another stack's queues would share the text prefix.
     pattern = re.compile(re.escape(prefix) + "[0-9A-Fa-f]+")
     paginator = sqs.get_paginator("list_queues")
-    with _calling_aws(f"queues {prefix}*"):
+    with calling_aws(f"queues {prefix}*"):
         urls = [
             url
             for page in paginator.paginate(QueueNamePrefix=prefix)
@@ -807,22 +812,10 @@ def _delete_reply_queues(sqs: SQSClient, prefix: str) -> list[str]:
         try:
             sqs.delete_queue(QueueUrl=url)
         except ClientError as exc:
-            if _error_code(exc) not in _QUEUE_GONE:
+            if error_code(exc) not in _QUEUE_GONE:
                 raise AwsError.from_client_error(exc, f"queue {url}") from exc
         deleted.append(url)
     return deleted
-
-
-@contextmanager
-def _calling_aws(resource: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        raise AwsError.from_client_error(exc, resource) from exc
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _pascal(snake: str) -> str:
