@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from bench import figures
+from bench import figures, memory, payloads, reload
 from bench.stats import Figure, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,12 +39,15 @@ def measure(scale: float) -> list[Figure]:
     results = [
         figures.warm_dispatch(max(20, int(1000 * scale))),
         figures.cold_start(max(3, int(20 * scale))),
+        reload.reload_time(max(3, int(20 * scale))),
+        *memory.memory(),
     ]
     rig = figures.BridgeRig()
     try:
         results.append(figures.round_trip(rig, max(20, int(200 * scale))))
         for concurrency in (1, 8, 32):
             results.append(figures.throughput(rig, concurrency, 15 * scale))
+        results.append(payloads.large_payloads(rig, max(2, int(10 * scale))))
     finally:
         rig.close()
     return results

@@ -1,0 +1,66 @@
+"""Figure 5: from a saved change to the next invocation running the new code."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.figures import SilentLog, invoke_pool
+from bench.stats import Figure, Summary
+from bridge.config import FunctionSettings
+from bridge.environments.pool import Pool
+from bridge.environments.variables import Platform
+from bridge.reload import CodeWatcher
+
+SOURCE = "VERSION = {n}\n\ndef handler(event, context):\n    return VERSION\n"
+
+
+def reload_time(rounds: int) -> Figure:
+    """Time after the watcher notices a save until an invocation returns new code."""
+    code_dir = Path(tempfile.mkdtemp(prefix="bench-reload-"))
+    (code_dir / "app.py").write_text(SOURCE.format(n=0))
+    pool = Pool(
+        FunctionSettings("bench-reload", "app.handler", code_dir),
+        SilentLog(),
+        Platform(),
+    )
+    noticed = threading.Event()
+    watcher = CodeWatcher([pool], lambda line: noticed.set())
+    watcher.start()
+    after_notice: list[float] = []
+    save_to_notice: list[float] = []
+    warm: list[float] = []
+    try:
+        time.sleep(0.5)  # the watcher is up before the first save
+        for n in range(1, rounds + 1):
+            started = time.perf_counter()
+            invoke_pool(pool, f"warm-{n}")
+            warm.append((time.perf_counter() - started) * 1000)
+            noticed.clear()
+            saved = time.perf_counter()
+            (code_dir / "app.py").write_text(SOURCE.format(n=n))
+            if not noticed.wait(5):
+                raise RuntimeError("the watcher never noticed the save")
+            seen = time.perf_counter()
+            outcome = invoke_pool(pool, f"new-{n}")
+            done = time.perf_counter()
+            if outcome.payload != str(n):
+                raise RuntimeError(f"ran old code: {outcome.payload} != {n}")
+            save_to_notice.append((seen - saved) * 1000)
+            after_notice.append((done - seen) * 1000)
+    finally:
+        watcher.stop()
+        pool.close()
+    notice = Summary.of(save_to_notice)
+    return Figure(
+        "reload",
+        "ms",
+        Summary.of(after_notice),
+        Summary.of(warm),
+        "a warm invocation of the same handler",
+        "at most 100 ms after the save is noticed",
+        Summary.of(after_notice).median <= 100,
+        [f"save noticed after {notice.median:.0f} ms (median; file watcher)"],
+    )
