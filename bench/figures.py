@@ -22,7 +22,8 @@ from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
-FUNCTION = {
+# A FunctionIdentity and Credentials, written as plain dicts.
+FUNCTION: Any = {
     "name": "bench",
     "version": "$LATEST",
     "invoked_arn": "arn:aws:lambda:us-east-1:123456789012:function:bench",
@@ -32,7 +33,7 @@ FUNCTION = {
     "log_group": "/aws/lambda/bench",
     "log_stream": "2026/12/03/[$LATEST]bench",
 }
-CREDENTIALS = {"access_key_id": "x", "secret_access_key": "y", "session_token": None}
+CREDENTIALS: Any = {"access_key_id": "x", "secret_access_key": "y", "session_token": None}
 
 
 class SilentLog:
@@ -60,7 +61,7 @@ def invocation(request_id: str, timeout_ms: int = 30_000) -> Invocation:
 
 
 def invoke_pool(pool: Pool, request_id: str) -> Outcome:
-    return pool.invoke(FUNCTION, {}, CREDENTIALS, invocation(request_id))  # type: ignore[arg-type]
+    return pool.invoke(FUNCTION, {}, CREDENTIALS, invocation(request_id))
 
 
 class BridgeRig:
