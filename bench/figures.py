@@ -33,7 +33,11 @@ FUNCTION: Any = {
     "log_group": "/aws/lambda/bench",
     "log_stream": "2026/12/03/[$LATEST]bench",
 }
-CREDENTIALS: Any = {"access_key_id": "x", "secret_access_key": "y", "session_token": None}
+CREDENTIALS: Any = {
+    "access_key_id": "x",
+    "secret_access_key": "y",
+    "session_token": None,
+}
 
 
 class SilentLog:
