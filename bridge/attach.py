@@ -376,7 +376,15 @@ class Attacher:
             AttachmentState.ATTACHED
         ):
             state = snapshot.state
-        return DeployedFunction(name, state.handler, state.runtime)
+        return DeployedFunction(
+            name, state.handler, state.runtime, self._reserved_concurrency(name)
+        )
+
+    def _reserved_concurrency(self, function: str) -> int | None:
+        """The function's reserved concurrency; None when it has none (or 0)."""
+        with calling_aws(f"function {function}"):
+            answer = self._lambda.get_function_concurrency(FunctionName=function)
+        return answer.get("ReservedConcurrentExecutions") or None
 
     def state_of(
         self, snapshot: Snapshot, configuration: Mapping[str, Any] | None = None

@@ -353,6 +353,9 @@ class DeployedFunction:
     name: str
     handler: str
     runtime: str
+    # Lambda never runs more environments of a function than its reserved
+    # concurrency, so neither does the lab unless mless.yaml says otherwise.
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -436,7 +439,9 @@ class FunctionCatalog:
             runtime=runtime or current_python_runtime(),
             interpreter=config.interpreter,
             layers=(template.layers if template else ()) + config.layers,
-            concurrency=config.concurrency or FunctionSettings.concurrency,
+            concurrency=config.concurrency
+            or (deployed.reserved_concurrency if deployed else None)
+            or FunctionSettings.concurrency,
             environment=tuple(dict(template_environment + config.environment).items()),
             debugger=config.debugger,
         )

@@ -599,3 +599,18 @@ def test_an_attached_function_runs_in_the_lab_and_is_restored_afterwards(
     after = lambda_client.get_function_configuration(FunctionName=name)
     assert FunctionState.of(after) == before
     clients.client("s3").delete_object(Bucket=local_cloud.code_bucket, Key=key)
+
+
+def test_the_lab_serves_at_most_the_functions_reserved_concurrency(
+    attacher: Attacher,
+    deploy_function: Callable[..., Deployed],
+    moto_client: MakeClient,
+) -> None:
+    function = deploy_function()
+    moto_client("lambda").put_function_concurrency(
+        FunctionName=function.name, ReservedConcurrentExecutions=3
+    )
+    unreserved = deploy_function()
+
+    assert attacher.deployed(function.name).reserved_concurrency == 3
+    assert attacher.deployed(unreserved.name).reserved_concurrency is None

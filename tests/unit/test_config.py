@@ -395,3 +395,19 @@ def test_the_hash_examples_mless_yaml_serves_the_proxy_with_its_handler() -> Non
 
     assert (settings.handler, settings.code_dir) == ("app.handler", example)
     assert (example / "app.py").is_file()
+
+
+def test_concurrency_defaults_to_the_reserved_concurrency_unless_set(
+    tmp_path: Path,
+) -> None:
+    deployed = DeployedFunction("orders", "app.handler", "python3.12", 3)
+    plain = FunctionCatalog(ProjectConfig())
+    (tmp_path / "mless.yaml").write_text(
+        "functions:\n  orders:\n    code_dir: .\n    concurrency: 7\n"
+    )
+    configured = FunctionCatalog(load_project_config(tmp_path / "mless.yaml"))
+
+    assert plain.settings("orders", deployed, tmp_path).concurrency == 3
+    assert configured.settings("orders", deployed, tmp_path).concurrency == 7
+    unreserved = DeployedFunction("orders", "app.handler", "python3.12")
+    assert plain.settings("orders", unreserved, tmp_path).concurrency == 10
