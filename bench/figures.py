@@ -80,6 +80,7 @@ class BridgeRig:
             [noop_settings("bench-noop", concurrency)],
             SilentLog(),
             endpoint_url=self.cloud.endpoint_url,
+            poll_wait_seconds=1,
         ).start()
         self.echo = SqsEcho(self.cloud.clients.client("sqs"))
 

@@ -23,7 +23,7 @@ from bridge.config import FunctionSettings
 from bridge.environments.pool import InvocationLog
 from bridge.environments.process import Outcome
 from bridge.lab import Lab
-from bridge.local_cloud import LocalCloud
+from bridge.local_cloud import LOCAL_POLL_WAIT_SECONDS, LocalCloud
 from lambda_proxy import wire
 
 FUNCTION_NAME = "mless-hash"
@@ -109,6 +109,7 @@ def _run_chain(
         endpoint_url=cloud.endpoint_url,
         on_outcome=counter,
         reload=False,
+        poll_wait_seconds=LOCAL_POLL_WAIT_SECONDS,
     )
     with lab:
         say(f"uploading {len(files)} files to s3://{BUCKET}")

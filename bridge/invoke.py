@@ -16,7 +16,7 @@ from bridge.config import FunctionSettings
 from bridge.environments.pool import InvocationLog
 from bridge.lab import Lab
 from bridge.lambda_service import InvokeResult
-from bridge.local_cloud import LocalCloud
+from bridge.local_cloud import LOCAL_POLL_WAIT_SECONDS, LocalCloud
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ def invoke_events(
             log,
             endpoint_url=cloud.endpoint_url,
             reload=False,
+            # A lab stopping waits for its long polls; on the local cloud short
+            # ones cost nothing, and the command ends as soon as it is done.
+            poll_wait_seconds=LOCAL_POLL_WAIT_SECONDS,
         )
         with lab:
             with ThreadPoolExecutor(concurrency) as invokers:

@@ -43,6 +43,9 @@ LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = ("testing", "testing")
 SERVER_START_SECONDS = 30.0
 NOTIFICATION_WAIT_SECONDS = 1
+# How long a lab serving the local cloud long-polls: a stopping lab waits for
+# its polls to end, and on loopback a short poll costs nothing.
+LOCAL_POLL_WAIT_SECONDS = 1
 # An SQS receive returns at most ten messages; Lambda's larger batches need a
 # batching window, which the local cloud does not play.
 MAX_QUEUE_BATCH_SIZE = 10

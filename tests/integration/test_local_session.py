@@ -51,7 +51,9 @@ def test_an_upload_through_the_local_cloud_runs_the_handler_in_a_separate_lab(
         )
         settings = FunctionSettings("local-hash", "app.handler", EXAMPLE_DIR)
         sqs = clients.client("sqs")
-        with Lab(sqs, queues, [settings], lab_log, endpoint_url=endpoint):
+        with Lab(
+            sqs, queues, [settings], lab_log, endpoint_url=endpoint, poll_wait_seconds=1
+        ):
             s3 = clients.client("s3")
             s3.put_object(Bucket="local-uploads", Key="hello.txt", Body=b"hello")
             digest = _wait_for(s3, "local-uploads", "hello.txt.sha1")
