@@ -56,7 +56,8 @@ def test_other_calls_reach_moto_unchanged(local_cloud, gateway):
     s3.put_object(Bucket="through-the-gateway", Key="k", Body=b"v")
 
     direct = local_cloud.clients.client("s3")
-    assert direct.get_object(Bucket="through-the-gateway", Key="k")["Body"].read() == b"v"
+    stored = direct.get_object(Bucket="through-the-gateway", Key="k")["Body"]
+    assert stored.read() == b"v"
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,8 @@ def _run(
     for text in lines:
         console.line(function, request_id, text)
     console.end(function, outcome, 256)
-    console.on_outcome(_request(function, request_id), outcome)  # type: ignore[arg-type]
+    request: Any = _request(function, request_id)
+    console.on_outcome(request, outcome)
     return outcome
 
 
@@ -98,7 +99,8 @@ def test_a_block_whose_outcome_never_comes_is_closed_all_the_same(monkeypatch):
     deadline = time.monotonic() + 5
     while "REPORT" not in stream.getvalue() and time.monotonic() < deadline:
         time.sleep(0.01)
-    console.on_outcome(_request(), Outcome(REQUEST_ID, "success"))  # type: ignore[arg-type]
+    request: Any = _request()
+    console.on_outcome(request, Outcome(REQUEST_ID, "success"))
 
     lines = stream.getvalue().splitlines()
     assert lines[1].endswith(f"END RequestId: {REQUEST_ID}  success")
@@ -110,7 +112,8 @@ def test_an_outcome_without_a_block_gets_one_of_its_own():
     console = Console(stream, color=False, await_outcomes=True)
     error = {"errorType": "Mless.FunctionNotInLab", "errorMessage": "no code"}
 
-    console.on_outcome(_request(), Outcome(REQUEST_ID, "error", error=error))  # type: ignore[arg-type]
+    request: Any = _request()
+    console.on_outcome(request, Outcome(REQUEST_ID, "error", error=error))
 
     text = stream.getvalue()
     assert "S3 · sync · error Mless.FunctionNotInLab" in text
