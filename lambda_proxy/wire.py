@@ -214,13 +214,21 @@ def encode(envelope: Envelope, limit_bytes: int | None = SQS_MAX_MESSAGE_BYTES) 
     `limit_bytes=None` skips the check, for a body that goes to S3 instead.
     """
     text = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
-    text = _SQS_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if not text.isascii():
+        # Only non-ASCII text can hold what SQS refuses. The check is free
+        # for ASCII, and the scan costs 6 ns a character (30 ms for 5 MB).
+        text = _SQS_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     if limit_bytes is not None:
-        size = len(text.encode("utf-8"))
+        size = size_in_bytes(text)
         if size > limit_bytes:
             kind = str(envelope.get("kind", "message"))
             raise EnvelopeTooLargeError(kind, size, limit_bytes)
     return text
+
+
+def size_in_bytes(body: str) -> int:
+    """The size SQS counts for a body `encode` wrote: its UTF-8 bytes."""
+    return len(body) if body.isascii() else len(body.encode("utf-8"))
 
 
 def decode(body: str) -> Envelope:
