@@ -13,6 +13,7 @@ directory grows past its size cap, the oldest records are deleted.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -150,8 +151,8 @@ def _recorded_outcome(outcome: Outcome) -> RecordedOutcome:
     }
     if outcome.payload is not None:
         recorded["payload"] = outcome.payload
-    if outcome.payload_base64 is not None:
-        recorded["payload_base64"] = outcome.payload_base64
+    if outcome.raw_payload is not None:
+        recorded["payload_base64"] = base64.b64encode(outcome.raw_payload).decode()
     if outcome.error is not None:
         recorded["error"] = outcome.error
     if outcome.init_duration_ms is not None:
@@ -166,12 +167,17 @@ def recorded_outcome(record: Record) -> Outcome:
         request_id=record["request_id"],
         status=recorded.get("status", "success"),
         payload=recorded.get("payload"),
-        payload_base64=recorded.get("payload_base64"),
+        raw_payload=_raw_payload(recorded),
         error=recorded.get("error"),
         duration_ms=recorded.get("duration_ms", 0.0),
         init_duration_ms=recorded.get("init_duration_ms"),
         max_memory_mb=recorded.get("max_memory_mb", 0),
     )
+
+
+def _raw_payload(recorded: RecordedOutcome) -> bytes | None:
+    encoded = recorded.get("payload_base64")
+    return None if encoded is None else base64.b64decode(encoded)
 
 
 class History:

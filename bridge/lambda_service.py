@@ -256,8 +256,8 @@ def _identity(config: dict[str, Any], qualifier: str) -> wire.FunctionIdentity:
 def _invoke_result(outcome: Outcome) -> InvokeResult:
     if outcome.payload is not None:
         return InvokeResult(200, outcome.payload.encode("utf-8"))
-    if outcome.payload_base64 is not None:
-        return InvokeResult(200, base64.b64decode(outcome.payload_base64))
+    if outcome.raw_payload is not None:
+        return InvokeResult(200, outcome.raw_payload)
     # Lambda serializes error payloads with the runtime's default separators.
     error = json.dumps(outcome.error or {}, ensure_ascii=False)
     return InvokeResult(200, error.encode("utf-8"), function_error="Unhandled")

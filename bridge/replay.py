@@ -14,7 +14,6 @@ profile or on an instance's metadata service.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from dataclasses import dataclass
@@ -57,8 +56,8 @@ class ReplayResult:
         """What a caller would receive: the handler's result or its error."""
         if self.outcome.payload is not None:
             return self.outcome.payload.encode("utf-8")
-        if self.outcome.payload_base64 is not None:
-            return base64.b64decode(self.outcome.payload_base64)
+        if self.outcome.raw_payload is not None:
+            return self.outcome.raw_payload
         return json.dumps(self.outcome.error or {}, ensure_ascii=False).encode()
 
     @property
@@ -185,7 +184,7 @@ def _result_of(outcome: Outcome) -> tuple[object, ...]:
     return (
         outcome.status,
         outcome.payload,
-        outcome.payload_base64,
+        outcome.raw_payload,
         error.get("errorType"),
         error.get("errorMessage"),
     )

@@ -9,6 +9,7 @@ is retried for as long as its caller may wait for it.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -78,8 +79,9 @@ def reply_to_outcome(request: wire.Request, outcome: Outcome) -> wire.Reply:
     """The reply that tells the proxy how an invocation ended."""
     if outcome.payload is not None:
         return wire.reply_for(request, payload=outcome.payload)
-    if outcome.payload_base64 is not None:
-        return wire.reply_for(request, payload_base64=outcome.payload_base64)
+    if outcome.raw_payload is not None:
+        encoded = base64.b64encode(outcome.raw_payload).decode("ascii")
+        return wire.reply_for(request, payload_base64=encoded)
     return wire.reply_for(request, error=outcome.error or {})
 
 

@@ -28,7 +28,6 @@ import fs from "node:fs";
 import module from "node:module";
 import net from "node:net";
 import path from "node:path";
-import readline from "node:readline";
 import { pathToFileURL } from "node:url";
 import util from "node:util";
 
@@ -353,36 +352,65 @@ function parseArguments(argv) {
 }
 
 /**
- * Read control messages, one JSON line each.
+ * Read control messages: a JSON line each, then `body_bytes` raw bytes.
  * A socket on the pipe waits in the event loop; fs.createReadStream would
  * park one of libuv's four pool threads in a blocking read for good, leaving
  * three to the handler's file, DNS, crypto and zlib work.
  */
 function openControl(fd, onMessage, onEnd) {
   const socket = new net.Socket({ fd, readable: true, writable: false });
-  const lines = readline.createInterface({ input: socket, crlfDelay: Infinity });
-  lines.on("line", (line) => {
-    let message;
-    try {
-      message = JSON.parse(line);
-    } catch {
-      return; // not a message of the protocol
+  // Chunks are joined only once a message is whole: joining each 64 KB
+  // chunk as it came would copy a 5 MB event forty times over.
+  let chunks = [];
+  let buffered = 0;
+  let header = null;
+  socket.on("data", (chunk) => {
+    chunks.push(chunk);
+    buffered += chunk.length;
+    for (;;) {
+      const wanted = header === null ? 1 : header.body_bytes;
+      if (buffered < wanted) return;
+      const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      let rest;
+      if (header === null) {
+        const end = data.indexOf(10);
+        if (end < 0) {
+          chunks = [data];
+          return;
+        }
+        try {
+          header = JSON.parse(data.subarray(0, end).toString("utf8"));
+          header.body_bytes = Number(header.body_bytes) || 0;
+        } catch {
+          header = null; // not a message of the protocol
+        }
+        rest = data.subarray(end + 1);
+      } else {
+        const message = header;
+        header = null;
+        message.body = data.subarray(0, message.body_bytes);
+        rest = data.subarray(message.body_bytes);
+        onMessage(message);
+      }
+      chunks = [rest];
+      buffered = rest.length;
+      if (header === null && buffered === 0) return;
     }
-    onMessage(message);
   });
-  lines.on("close", onEnd);
+  socket.on("end", onEnd);
   return socket;
 }
 
-/** One JSON line, ASCII only like the parent's, written whole. */
-function sendTo(fd, message) {
-  const text = JSON.stringify(message).replace(
+/** One JSON line, ASCII only like the parent's, then the body; written whole. */
+function sendTo(fd, message, body = Buffer.alloc(0)) {
+  const header = body.length ? { ...message, body_bytes: body.length } : message;
+  const text = JSON.stringify(header).replace(
     /[\u007f-\uffff]/g,
     (char) => "\\u" + char.charCodeAt(0).toString(16).padStart(4, "0"),
   );
-  const line = Buffer.from(text + "\n", "ascii");
-  for (let offset = 0; offset < line.length; ) {
-    offset += fs.writeSync(fd, line, offset);
+  const data = Buffer.concat([Buffer.from(text + "\n", "ascii"), body]);
+  for (let offset = 0; offset < data.length; ) {
+    offset += fs.writeSync(fd, data, offset);
   }
 }
 
@@ -592,7 +620,7 @@ const worker = {
     const { callback, context } = callbacksFor(invocation);
     const { succeed, fail } = context; // the handler may overwrite its context
     try {
-      const event = JSON.parse(message.event);
+      const event = JSON.parse(message.body.toString("utf8"));
       const described = describeInvocation(context, message, process.env);
       const result = this.handler(event, described, callback);
       if (result && typeof result.then === "function") {
@@ -613,12 +641,18 @@ const worker = {
   /** Flush, write the sentinel, send the result; then take the next one. */
   async report(invocation) {
     await flushOutput(this.sentinelText);
-    sendTo(this.controlOutFd, {
-      type: "result",
-      request_id: invocation.requestId,
-      ...invocation.answer,
-      max_rss_kb: peakRssKb(),
-    });
+    const { payload, ...answer } = invocation.answer;
+    const body = payload === undefined ? undefined : Buffer.from(payload, "utf8");
+    sendTo(
+      this.controlOutFd,
+      {
+        type: "result",
+        request_id: invocation.requestId,
+        ...answer,
+        max_rss_kb: peakRssKb(),
+      },
+      body,
+    );
     this.current = null;
     // NOTE: nothing is frozen here. Work the handler left running carries on
     // between invocations, where Lambda would pause it until the next one.

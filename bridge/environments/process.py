@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import secrets
+import select
 import signal
 import subprocess
 import threading
@@ -66,7 +67,8 @@ class Outcome:
     request_id: str
     status: str  # "success", "error", "timeout" or "crash"
     payload: str | None = None
-    payload_base64: str | None = None
+    # The bytes a handler returned, which Lambda passes through raw.
+    raw_payload: bytes | None = None
     error: dict[str, Any] | None = None
     duration_ms: float = 0.0
     init_duration_ms: float | None = None
@@ -158,8 +160,12 @@ class ExecutionEnvironment:
         self._request_id = invocation.request_id
         self._drained.clear()
         started = time.monotonic()
-        self._send(_invoke_message(invocation))
-        message = self._next_message(invocation.deadline_ms)
+        sent = self._send(
+            _invoke_message(invocation),
+            _event_body(invocation.event_json),
+            invocation.deadline_ms,
+        )
+        message = self._next_message(invocation.deadline_ms) if sent else None
         duration_ms = (time.monotonic() - started) * 1000
         if message is None or message is _CHILD_EXITED:
             timed_out = message is None
@@ -168,12 +174,14 @@ class ExecutionEnvironment:
         self.max_memory_mb = max(
             self.max_memory_mb, message.get("max_rss_kb", 0) // 1024
         )
-        error = message.get("error") or _response_size_error(message)
+        body: bytes = message.get("body", b"")
+        error = message.get("error") or _response_size_error(len(body))
+        raw = message.get("payload_is_bytes") is True
         return Outcome(
             request_id=invocation.request_id,
             status="error" if error else "success",
-            payload=None if error else message.get("payload"),
-            payload_base64=None if error else message.get("payload_base64"),
+            payload=None if error or raw else body.decode("utf-8", "replace"),
+            raw_payload=body if raw and not error else None,
             error=error,
             duration_ms=duration_ms,
             max_memory_mb=self.max_memory_mb,
@@ -235,29 +243,45 @@ class ExecutionEnvironment:
 
     def close(self) -> None:
         """Stop the child (and anything it started) at once; safe to call again."""
+        # Killed before the lock is taken: a send waiting on a full pipe
+        # holds it, and the child's end then fails that send at once.
+        if self._process.poll() is None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         with self._closing:
             if self._closed:
                 return
             self._closed = True
-            if self._process.poll() is None:
-                try:
-                    os.killpg(self._process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             # Closed once only: a second close could hit the same number
             # reused by another thread for another file.
             os.close(self._to_child)
         self._process.wait()
 
-    def _send(self, message: dict[str, Any]) -> None:
-        line = (json.dumps(message) + "\n").encode("ascii")
+    def _send(self, message: dict[str, Any], body: bytes, deadline_ms: int) -> bool:
+        """Write a message and its body; False when the deadline came first.
+
+        A child that stops reading (a Node.js handler's leftover work can
+        block its event loop between invocations) must not hold the parent
+        past the deadline, so the pipe is written without blocking.
+        """
+        header = {**message, "body_bytes": len(body)} if body else message
+        data = memoryview((json.dumps(header) + "\n").encode("ascii") + body)
         with self._closing:
             if self._closed:
-                return
+                return True  # _next_message sees the pipe's end
             try:
-                os.write(self._to_child, line)
+                while data:
+                    left = deadline_ms / 1000 - time.time()
+                    if left <= 0:
+                        return False
+                    _, writable, _ = select.select([], [self._to_child], [], left)
+                    if writable:
+                        data = data[os.write(self._to_child, data) :]
             except OSError:
                 pass  # The child is gone; _next_message sees its pipe end.
+        return True
 
     def _next_message(self, deadline_ms: int) -> dict[str, Any] | None:
         """The child's next message, _CHILD_EXITED, or None at the deadline."""
@@ -277,11 +301,15 @@ class ExecutionEnvironment:
         with os.fdopen(self._from_child, "rb") as control:
             for line in control:
                 try:
-                    self._messages.put(json.loads(line))
-                except ValueError:
+                    message = json.loads(line)
+                    size = int(message.get("body_bytes", 0))
+                except (ValueError, TypeError, AttributeError):
                     logger.warning(
                         "Ignored a malformed line from environment %s", self.pid
                     )
+                    continue
+                message["body"] = control.read(size) if size > 0 else b""
+                self._messages.put(message)
         self._messages.put(_CHILD_EXITED)
 
     def _read_output(self, fd: int) -> None:
@@ -321,7 +349,6 @@ def _invoke_message(invocation: Invocation) -> dict[str, Any]:
         "invoked_function_arn": invocation.invoked_function_arn,
         "deadline_ms": invocation.deadline_ms,
         "timeout_ms": invocation.timeout_ms,
-        "event": invocation.event_json,
         "client_context": invocation.client_context_json,
         "identity": invocation.identity_json,
         "trace_id": invocation.trace_id,
@@ -330,13 +357,18 @@ def _invoke_message(invocation: Invocation) -> dict[str, Any]:
     }
 
 
-def _response_size_error(result: dict[str, Any]) -> dict[str, Any] | None:
+def _event_body(event_json: str) -> bytes:
+    """The event's JSON text as the invoke message's body, in UTF-8."""
+    try:
+        return event_json.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate can stand only inside a JSON string, where
+        # backslashreplace writes the very escape JSON reads back as it.
+        return event_json.encode("utf-8", "backslashreplace")
+
+
+def _response_size_error(size: int) -> dict[str, Any] | None:
     """Lambda's error for a response over its limit, or None when it fits."""
-    if "payload_base64" in result:
-        encoded = result["payload_base64"]
-        size = len(encoded) * 3 // 4 - encoded[-2:].count("=")
-    else:
-        size = len(str(result.get("payload", "")).encode("utf-8"))
     if size <= RESPONSE_LIMIT_BYTES:
         return None
     return {

@@ -25,7 +25,6 @@ standard library only and imports nothing from mless.
 
 from __future__ import annotations
 
-import base64
 import decimal
 import importlib
 import importlib.util
@@ -516,25 +515,28 @@ class _SimplejsonRules:
             self._open.discard(id(container))
 
 
-def marshal_result(value: Any) -> dict[str, str]:
-    """Serialize a handler's return value into the result message's payload field.
+def marshal_result(value: Any) -> tuple[dict[str, Any], bytes]:
+    """Serialize a handler's return value: the result message's fields and body.
 
-    bytes pass through raw, as in Lambda, and travel base64-encoded.
+    bytes pass through raw, as in Lambda; anything else becomes JSON text.
     """
     if isinstance(value, bytes):
-        return {"payload_base64": base64.b64encode(value).decode("ascii")}
+        return {"payload_is_bytes": True}, value
     try:
-        return {"payload": to_json(value)}
+        text = to_json(value)
     except Exception as exc:
         raise FaultError(
             "Runtime.MarshalError", f"Unable to marshal response: {exc}"
         ) from exc
+    # A lone surrogate can stand only inside a JSON string, where
+    # backslashreplace writes the escape that JSON reads back as it.
+    return {}, text.encode("utf-8", "backslashreplace")
 
 
-def parse_event(event_json: str) -> Any:
+def parse_event(event_json: bytes) -> Any:
     """Parse the event as the runtime does; bad JSON is Runtime.UnmarshalError."""
     try:
-        return json.loads(event_json)
+        return json.loads(event_json.decode("utf-8"))
     except Exception as exc:
         raise FaultError(
             "Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}"
@@ -545,7 +547,12 @@ def parse_event(event_json: str) -> Any:
 
 
 class ControlChannel:
-    """The two control pipes to the pool: one JSON message per line each way."""
+    """The two control pipes to the pool: a JSON line per message, then its body.
+
+    A message with `body_bytes` is followed by that many raw bytes: the event
+    going in, the payload coming out. Raw, a 5 MB payload is neither escaped
+    into a JSON string nor base64-encoded on its way.
+    """
 
     def __init__(self, in_fd: int, out_fd: int) -> None:
         # Processes the handler starts must not hold the control pipes open,
@@ -555,15 +562,19 @@ class ControlChannel:
         self._in = os.fdopen(in_fd, "rb")
         self._out = os.fdopen(out_fd, "wb")
 
-    def messages(self) -> Iterator[dict[str, Any]]:
-        """Yield the pool's messages until it closes the pipe."""
+    def messages(self) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """Yield the pool's messages and their bodies until it closes the pipe."""
         for line in self._in:
             if line.strip():
                 message: dict[str, Any] = json.loads(line)
-                yield message
+                size = int(message.get("body_bytes", 0))
+                yield message, self._in.read(size) if size > 0 else b""
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], body: bytes = b"") -> None:
+        if body:
+            message = {**message, "body_bytes": len(body)}
         self._out.write(json.dumps(message).encode("ascii") + b"\n")
+        self._out.write(body)
         self._out.flush()
 
 
@@ -582,26 +593,32 @@ class Runtime:
         self._invocation = invocation
         self._log_format = log_format
 
-    def invoke(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Run one invocation and return its result message."""
+    def invoke(
+        self, message: dict[str, Any], event: bytes
+    ) -> tuple[dict[str, Any], bytes]:
+        """Run one invocation; return its result message and the payload."""
         request_id: str = message["request_id"]
         self._invocation.request_id = request_id
         self._invocation.tenant_id = message.get("tenant_id")
         apply_environment(message.get("environment") or {}, message.get("trace_id"))
+        payload = b""
         try:
-            outcome: dict[str, Any] = self._run_handler(message)
+            outcome, payload = self._run_handler(message, event)
         except Exception as exc:
             error = exception_payload(exc, request_id)
             log_error(error, self._log_format)
             outcome = {"error": error}
-        return {
+        result = {
             "type": "result",
             "request_id": request_id,
             **outcome,
             "max_rss_kb": peak_rss_kb(),
         }
+        return result, payload
 
-    def _run_handler(self, message: dict[str, Any]) -> dict[str, str]:
+    def _run_handler(
+        self, message: dict[str, Any], event_json: bytes
+    ) -> tuple[dict[str, Any], bytes]:
         # The same order as the runtime: context, event, handler, result.
         context = self._context_module.LambdaContext(
             aws_request_id=message["request_id"],
@@ -614,7 +631,7 @@ class Runtime:
             identity=_parse_context_field(message.get("identity"), "Cognito Identity"),
             tenant_id=message.get("tenant_id"),
         )
-        event = parse_event(message["event"])
+        event = parse_event(event_json)
         return marshal_result(self._handler(event, context))
 
 
@@ -691,12 +708,12 @@ def initialize(channel: ControlChannel, output: Output, log_format: str) -> Hand
 
 def serve(channel: ControlChannel, output: Output, runtime: Runtime) -> None:
     """Run each invocation the pool sends until it closes the control pipe."""
-    for message in channel.messages():
+    for message, body in channel.messages():
         if message.get("type") != "invoke":
             raise ProtocolError(f"Unknown control message type {message.get('type')!r}")
-        result = runtime.invoke(message)
+        result, payload = runtime.invoke(message, body)
         output.end()
-        channel.send(result)
+        channel.send(result, payload)
 
 
 def main(argv: list[str]) -> None:

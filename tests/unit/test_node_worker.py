@@ -80,10 +80,17 @@ class Worker:
         self.init_output = self.read_output()
 
     def read_message(self) -> dict[str, Any]:
+        """The next control message; a result's body shows as its `payload`."""
         while b"\n" not in self._lines:
             self._lines += self._read(self._control_out)
         line, self._lines = self._lines.split(b"\n", 1)
         message: dict[str, Any] = json.loads(line)
+        size = message.get("body_bytes", 0)
+        while len(self._lines) < size:
+            self._lines += self._read(self._control_out)
+        body, self._lines = self._lines[:size], self._lines[size:]
+        if body:
+            message["payload"] = body.decode("utf-8")
         return message
 
     def read_output(self) -> str:
@@ -93,15 +100,20 @@ class Worker:
         text, self._pending_output = self._pending_output.split(MARKER, 1)
         return text.decode("utf-8")
 
-    def invoke(self, event: Any = None, **fields: Any) -> tuple[dict[str, Any], str]:
-        """Send one invocation; return its result message and its output."""
+    def invoke(
+        self, event: Any = None, write_in_pieces_of: int = 0, **fields: Any
+    ) -> tuple[dict[str, Any], str]:
+        """Send one invocation; return its result message and its output.
+
+        `write_in_pieces_of` > 0 writes the message that many bytes at a
+        time, pausing between them, so the worker reads it in many chunks.
+        """
         message = {
             "type": "invoke",
             "request_id": fields.pop("request_id", "c0ffee-1"),
             "invoked_function_arn": FUNCTION_ARN,
             "deadline_ms": int(time.time() * 1000) + TIMEOUT_MS,
             "timeout_ms": TIMEOUT_MS,
-            "event": json.dumps(event),
             "client_context": None,
             "identity": None,
             "trace_id": None,
@@ -109,7 +121,14 @@ class Worker:
             "environment": {},
             **fields,
         }
-        os.write(self._control_in, (json.dumps(message) + "\n").encode("ascii"))
+        body = json.dumps(event).encode("utf-8")
+        header = json.dumps({**message, "body_bytes": len(body)}) + "\n"
+        data = header.encode("ascii") + body
+        piece = write_in_pieces_of or len(data)
+        while data:
+            data = data[os.write(self._control_in, data[:piece]) :]
+            if write_in_pieces_of:
+                time.sleep(0.001)
         output = self.read_output()
         return self.read_message(), output
 
@@ -193,6 +212,24 @@ def test_async_handler_result_is_the_payload(start: Start) -> None:
     assert result["request_id"] == "r-1"
     assert payload(result) == {"got": 7}
     assert result["max_rss_kb"] > 1000
+
+
+def test_a_large_event_and_its_result_travel_as_raw_bodies(start: Start) -> None:
+    worker = ready(start({"index.js": "exports.handler = async (e) => e;"}))
+    event = {"data": "x" * 3_000_000, "quoted": '"\\', "text": "caf\u00e9 \U0001f600"}
+
+    result, _ = worker.invoke(event)
+
+    assert result["body_bytes"] == len(result["payload"].encode("utf-8"))
+    assert payload(result) == event
+
+
+def test_a_message_that_arrives_in_pieces_is_read_whole(start: Start) -> None:
+    worker = ready(start({"index.js": "exports.handler = async (e) => e.n;"}))
+
+    result, _ = worker.invoke({"n": 5}, write_in_pieces_of=3)
+
+    assert payload(result) == 5
 
 
 def test_callback_result_waits_for_the_event_loop_to_empty(start: Start) -> None:

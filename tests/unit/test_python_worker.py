@@ -9,7 +9,6 @@ MLESS_TEST_WORKER_PYTHON to an interpreter to run the environment under it
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import json
 import os
@@ -65,9 +64,21 @@ class Worker:
         self._output = bytearray()
 
     def message(self) -> dict[str, Any]:
-        """Read the next control message."""
+        """Read the next control message, with its body as the pool takes it.
+
+        A result's body shows as `payload` (JSON text) or `raw_payload`
+        (the bytes a handler returned).
+        """
         line = _read_until(self.from_worker, self._messages, b"\n")
-        return json.loads(line)  # type: ignore[no-any-return]
+        message: dict[str, Any] = json.loads(line)
+        body = _read_exactly(
+            self.from_worker, self._messages, message.get("body_bytes", 0)
+        )
+        if message.get("payload_is_bytes"):
+            message["raw_payload"] = body
+        elif body:
+            message["payload"] = body.decode("utf-8")
+        return message
 
     def output(self) -> str:
         """Read the output up to the next sentinel."""
@@ -76,8 +87,15 @@ class Worker:
         return data.decode("utf-8")
 
     def send(self, message: dict[str, Any]) -> None:
-        """Write one control message to the worker."""
-        os.write(self.to_worker, (json.dumps(message) + "\n").encode("ascii"))
+        """Write one control message to the worker; its `event` goes as the body."""
+        body = b""
+        if "event" in message:
+            message = dict(message)
+            body = message.pop("event").encode("utf-8", "backslashreplace")
+            message["body_bytes"] = len(body)
+        data = (json.dumps(message) + "\n").encode("ascii") + body
+        while data:
+            data = data[os.write(self.to_worker, data) :]
 
     def invoke(self, **fields: Any) -> tuple[dict[str, Any], str]:
         """Send one invocation; return its result message and its output."""
@@ -120,6 +138,21 @@ def _read_until(fd: int, buffer: bytearray, delimiter: bytes) -> bytes:
         buffer += chunk
     data, _, rest = bytes(buffer).partition(delimiter)
     buffer[:] = rest
+    return data
+
+
+def _read_exactly(fd: int, buffer: bytearray, size: int) -> bytes:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while len(buffer) < size:
+        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+        if not ready:
+            raise TimeoutError(f"Only {len(buffer)} of {size} bytes came")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise EndOfPipe(bytes(buffer))
+        buffer += chunk
+    data = bytes(buffer[:size])
+    del buffer[:size]
     return data
 
 
@@ -674,7 +707,18 @@ def test_bytes_are_returned_raw(ready: Ready) -> None:
     result, _ = worker.invoke()
 
     assert "payload" not in result
-    assert base64.b64decode(result["payload_base64"]) == b"\x00\xffraw"
+    assert result["raw_payload"] == b"\x00\xffraw"
+
+
+def test_a_large_event_and_its_result_travel_as_raw_bodies(ready: Ready) -> None:
+    worker = ready("def handler(e, c):\n    return e\n")
+    event = {"data": "x" * 3_000_000, "quoted": '"\\', "text": "caf\u00e9 \U0001f600"}
+
+    result, _ = worker.invoke(event=event)
+
+    # The payload follows the line as bytes; the line does not carry it.
+    assert result["body_bytes"] == len(result["payload"].encode("utf-8"))
+    assert json.loads(result["payload"]) == event
 
 
 def test_nested_bytes_and_named_tuples_follow_the_runtimes_encoder(
