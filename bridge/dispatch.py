@@ -351,6 +351,9 @@ class Dispatcher:
                     f"{function['name']!r}; add it to the lab's configuration.",
                 },
             )
+        # Only the lab speaks of API Gateway's callers: the local cloud runs
+        # the proxy in pools too, and would say the same thing twice.
+        pool.warn_api_gateway(request["event"], function["timeout_ms"])
         ack = threading.Timer(ACK_AFTER_SECONDS, self._replies.ack, args=(request,))
         ack.daemon = True
         ack.start()

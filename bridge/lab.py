@@ -62,8 +62,7 @@ class Lab:
         quiet_wire_logs()
         platform = Platform(endpoint_url=endpoint_url)
         self.pools = {
-            settings.name: Pool(settings, log, platform, serves_callers=True)
-            for settings in functions
+            settings.name: Pool(settings, log, platform) for settings in functions
         }
         if s3 is None and queues.payload_bucket:
             s3 = clients_of(sqs, endpoint_url).client("s3")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import subprocess
 import time
 from collections.abc import Mapping
@@ -236,14 +235,8 @@ class ApiGatewaySource:
         return REST_API_TIMEOUT_SECONDS
 
 
-def api_gateway_source(event_json: str) -> ApiGatewaySource | None:
+def api_gateway_source(event: Any) -> ApiGatewaySource | None:
     """The API an event came through, or None if API Gateway did not send it."""
-    if '"requestContext"' not in event_json:
-        return None
-    try:
-        event = json.loads(event_json)
-    except ValueError:
-        return None
     context = event.get("requestContext") if isinstance(event, dict) else None
     if not isinstance(context, dict) or "apiId" not in context:
         return None
@@ -266,7 +259,7 @@ def _source(event: dict[str, Any], context: dict[str, Any]) -> ApiGatewaySource 
 
 
 def api_gateway_warning(
-    function: str, event_json: str, timeout_ms: int, *, debugged: bool
+    function: str, event: Any, timeout_ms: int, *, debugged: bool
 ) -> str | None:
     """Why a caller behind API Gateway may give up before the function ends.
 
@@ -275,7 +268,7 @@ def api_gateway_warning(
     """
     if not debugged and timeout_ms <= REST_API_TIMEOUT_SECONDS * 1000:
         return None
-    source = api_gateway_source(event_json)
+    source = api_gateway_source(event)
     if source is None:
         return None
     if not debugged and timeout_ms <= source.timeout_seconds * 1000:

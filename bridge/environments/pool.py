@@ -22,7 +22,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge.clock import now_ms
 from bridge.config import FunctionSettings
@@ -67,10 +67,7 @@ class Pool:
         settings: FunctionSettings,
         log: InvocationLog,
         platform: Platform,
-        *,
-        serves_callers: bool = False,
     ) -> None:
-        """`serves_callers`: the lab's pools, whose results reach real callers."""
         self.settings = settings
         self._log = log
         self._platform = platform
@@ -82,9 +79,6 @@ class Pool:
         for warning in debuggers.check_debugger(settings):
             logger.warning("%s", warning)
         self._interpreter = _interpreter_for(settings)
-        # Only the lab's pools speak of API Gateway's callers: the local cloud
-        # runs the proxy in pools too, and would say the same thing twice.
-        self._serves_callers = serves_callers
         self._warned_api_gateway = False
 
     def invoke(
@@ -96,7 +90,6 @@ class Pool:
     ) -> Outcome:
         """Run one invocation in a warm or new environment and return its outcome."""
         fingerprint = _fingerprint(function, variables)
-        self._warn_api_gateway(invocation)
         with self._slots:
             warm = self._take_idle(fingerprint)
             if warm is None:
@@ -235,14 +228,18 @@ class Pool:
             prelude=prelude,
         )
 
-    def _warn_api_gateway(self, invocation: Invocation) -> None:
-        """Say once that API Gateway's caller may give up before the function does."""
-        if self._warned_api_gateway or not self._serves_callers:
+    def warn_api_gateway(self, event: Any, timeout_ms: int) -> None:
+        """Say once that API Gateway's caller may give up before the function does.
+
+        The lab calls this with the event it has parsed already: looking for
+        API Gateway's mark in the event's text took 7 ms for a 5 MB event.
+        """
+        if self._warned_api_gateway:
             return
         warning = debuggers.api_gateway_warning(
             self.settings.name,
-            invocation.event_json,
-            invocation.timeout_ms,
+            event,
+            timeout_ms,
             debugged=self.settings.debugger is not None,
         )
         if warning is not None:

@@ -445,13 +445,13 @@ def test_a_debugged_function_behind_api_gateway_is_warned_about_once(
     ids=["rest", "http", "websocket", "function-url", "s3"],
 )
 def test_events_through_api_gateway_are_recognised(event, kind):
-    source = debuggers.api_gateway_source(json.dumps(event))
+    source = debuggers.api_gateway_source(event)
 
     assert (source.kind if source else None) == kind
 
 
 def test_no_warning_when_neither_the_timeout_nor_a_debugger_outlasts_the_api():
-    event = json.dumps({"requestContext": {"apiId": "a1", "httpMethod": "GET"}})
+    event = {"requestContext": {"apiId": "a1", "httpMethod": "GET"}}
 
     quiet = debuggers.api_gateway_warning("f", event, 10_000, debugged=False)
     loud = debuggers.api_gateway_warning("f", event, 60_000, debugged=False)
