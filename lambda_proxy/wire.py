@@ -13,7 +13,9 @@ Four kinds of message travel, each a JSON object with a format version:
 - a *reply* (lab -> reply queue): the payload to return, or the error to raise;
 - a *stored* envelope, which stands in for a request or reply too large for
   one SQS message: the whole envelope waits in the stack's payload bucket
-  (see `payloads`) and this names where.
+  (see `payloads`) and this names where. There it is kept as a JSON header
+  line followed by its bulk (the event, or the payload) as raw bytes, so
+  that a 5 MB payload is not escaped into a JSON string and back.
 
 `decode` checks every field the receiver relies on, so a message it accepts
 can be acted on without further checks; one it refuses must never be run.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 FORMAT_VERSION = 1
 
@@ -196,6 +198,11 @@ _CREDENTIAL_FIELDS: dict[str, tuple[type, ...]] = {
     "secret_access_key": (str,),
     "session_token": (str, _NONE),
 }
+# The fields that a stored envelope keeps as raw bytes after its header.
+_BULK_FIELDS: dict[Any, tuple[str, ...]] = {
+    "request": ("event",),
+    "reply": ("payload", "payload_base64"),
+}
 _REPLY_OUTCOMES: dict[str, tuple[type, ...]] = {
     "payload": (str,),
     "payload_base64": (str,),
@@ -231,14 +238,78 @@ def size_in_bytes(body: str) -> int:
     return len(body) if body.isascii() else len(body.encode("utf-8"))
 
 
+class Bulk(NamedTuple):
+    """The field that makes an envelope large, and its value as text."""
+
+    field: str | None  # None for an ack, a stored envelope or an error reply
+    text: str  # the event as JSON text; a payload as it is
+
+
+def bulk_of(envelope: Request | Reply) -> Bulk:
+    """An envelope's bulk: the event of a request, the payload of a reply."""
+    for field in _BULK_FIELDS[envelope["kind"]]:
+        if field in envelope:
+            value = envelope[field]  # type: ignore[literal-required]
+            if field == "event":
+                value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            return Bulk(field, value)
+    return Bulk(None, "")
+
+
+def encode_for_storage(envelope: Request | Reply, bulk: Bulk | None = None) -> bytes:
+    """The bytes the payload bucket keeps for an envelope: header, then bulk.
+
+    The header is the envelope's JSON without its bulk field, naming that
+    field in `bulk`; the field's value follows the newline as UTF-8 text.
+    Lone surrogates pass as they are (surrogatepass). `bulk`, when given,
+    is `bulk_of(envelope)`, so that a 5 MB event is written out only once.
+    """
+    field, text = bulk or bulk_of(envelope)
+    if field is None:
+        return encode(envelope, limit_bytes=None).encode("utf-8")
+    header = {name: value for name, value in envelope.items() if name != field}
+    header["bulk"] = field
+    head = json.dumps(header, separators=(",", ":")).encode("ascii")
+    return head + b"\n" + text.encode("utf-8", "surrogatepass")
+
+
+def decode_from_storage(data: bytes) -> Envelope:
+    """Read what `encode_for_storage` wrote; raise EnvelopeError if it is not one."""
+    head, newline, bulk = data.partition(b"\n")
+    if not newline:
+        # Written whole, as a body of an SQS message is.
+        return decode(data.decode("utf-8", "surrogatepass"))
+    message = _parse(head.decode("utf-8", "replace"))
+    field = message.pop("bulk", None)
+    if field not in _BULK_FIELDS.get(message.get("kind"), ()) or field in message:
+        raise EnvelopeError(f"a stored envelope's bulk is {_shown(field)}")
+    text = bulk.decode("utf-8", "surrogatepass")
+    if field == "event":
+        try:
+            message[field] = json.loads(text)
+        except ValueError as exc:
+            raise EnvelopeError(f"the stored event is not JSON ({exc})") from exc
+    else:
+        message[field] = text
+    return _checked(message)
+
+
 def decode(body: str) -> Envelope:
     """Parse and validate a message body; raise EnvelopeError if it is not one."""
+    return _checked(_parse(body))
+
+
+def _parse(body: str) -> dict[str, Any]:
     try:
         message = json.loads(body)
     except ValueError as exc:
         raise EnvelopeError(f"the body is not JSON ({exc})") from exc
     if not isinstance(message, dict):
         raise EnvelopeError("the body is JSON but not an object")
+    return message
+
+
+def _checked(message: dict[str, Any]) -> Envelope:
     version = message.get("v")
     if version != FORMAT_VERSION or isinstance(version, bool):
         raise EnvelopeError(

@@ -247,6 +247,99 @@ def test_a_malformed_stored_stand_in_is_refused(changes, why):
         wire.decode(body({**copy.deepcopy(stored), **changes}))
 
 
+# --- Stored envelopes --------------------------------------------------------
+
+
+def a_reply(**outcome: Any) -> dict[str, Any]:
+    return {
+        "v": wire.FORMAT_VERSION,
+        "kind": "reply",
+        "correlation_id": "c0ffee",
+        "request_id": "r-1",
+        **outcome,
+    }
+
+
+def test_a_stored_reply_keeps_its_payload_as_raw_text_after_the_header():
+    payload = '{"quote": "\\"", "text": "caf\u00e9"}'
+    reply = a_reply(payload=payload)
+
+    data = wire.encode_for_storage(reply)
+
+    head, body = data.split(b"\n", 1)
+    assert json.loads(head) == {**a_reply(), "bulk": "payload"}
+    assert body == payload.encode("utf-8")  # not escaped into a JSON string
+    assert wire.decode_from_storage(data) == reply
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        a_request(event={"text": "lone \ud800, \ufffe, \U0001f600", "n": [1.5, None]}),
+        a_request(event="just a string"),
+        a_reply(payload='"lone \udc80 kept"'),
+        a_reply(payload_base64="AP8="),
+        a_reply(error={"errorType": "ValueError", "errorMessage": "no"}),
+    ],
+    ids=["request", "string-event", "surrogate-payload", "bytes", "error"],
+)
+def test_every_envelope_comes_back_from_storage_unchanged(envelope):
+    assert wire.decode_from_storage(wire.encode_for_storage(envelope)) == envelope
+
+
+def test_an_envelope_stored_whole_is_still_read():
+    request = a_request()
+
+    stored = wire.encode(request, limit_bytes=None).encode("utf-8")
+
+    assert wire.decode_from_storage(stored) == request
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (
+            b'{"v": 1, "kind": "reply", "correlation_id": "c", "request_id": "r", '
+            b'"bulk": "credentials"}\nx',
+            "bulk is 'credentials'",
+        ),
+        (
+            b'{"v": 1, "kind": "reply", "correlation_id": "c", "request_id": "r", '
+            b'"payload": "a", "bulk": "payload"}\nb',
+            "bulk is 'payload'",
+        ),
+        (
+            b'{"v": 1, "kind": "ack", "correlation_id": "c", "request_id": "r", '
+            b'"bulk": "event"}\n{}',
+            "bulk is 'event'",
+        ),
+        (b"[1]\nx", "not an object"),
+    ],
+    ids=["unknown-field", "field-twice", "ack", "not-an-object"],
+)
+def test_a_malformed_stored_envelope_is_refused(data, why):
+    with pytest.raises(wire.EnvelopeError, match=why):
+        wire.decode_from_storage(data)
+
+
+def test_a_stored_request_whose_event_is_not_json_is_refused():
+    head = {**a_request(), "bulk": "event"}
+    del head["event"]
+
+    data = json.dumps(head).encode() + b"\n{not json"
+
+    with pytest.raises(wire.EnvelopeError, match="stored event is not JSON"):
+        wire.decode_from_storage(data)
+
+
+def test_a_stored_request_is_checked_like_one_sent_whole():
+    head = {**a_request(), "bulk": "event"}
+    del head["event"], head["credentials"]
+
+    with pytest.raises(wire.EnvelopeError, match="lacks credentials"):
+        wire.decode_from_storage(json.dumps(head).encode() + b"\n{}")
+
+
 def test_lambdas_limits_are_the_documented_sizes():
     assert wire.LAMBDA_EVENT_MAX_BYTES == 6_291_456
     assert wire.LAMBDA_RESPONSE_MAX_BYTES == 6_291_556
