@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from reliability_support import messages_in, wait_until
 
 from bridge.config import FunctionSettings
 
@@ -133,3 +134,27 @@ def test_without_a_lab_the_proxy_says_the_lab_did_not_answer(local_cloud):
 def test_settings_name_the_code_directory(handler):
     settings = FunctionSettings("f", handler, HANDLERS)
     assert settings.code_dir == HANDLERS
+
+
+def test_the_proxy_deletes_every_reply_it_received(deployed_function, local_cloud):
+    name = deployed_function("echo.describe")
+    sqs = local_cloud.clients.client("sqs")
+
+    for _ in range(3):
+        assert local_cloud.lambda_service.invoke(name, b"{}").function_error is None
+
+    # The deletes run after each answer, off the caller's path.
+    reply_queues = [
+        url
+        for url in sqs.list_queues(
+            QueueNamePrefix=local_cloud.queues.reply_queue_prefix
+        ).get("QueueUrls", [])
+        if sqs.list_queue_tags(QueueUrl=url).get("Tags", {}).get("mless:function")
+        == name
+    ]
+    assert reply_queues
+    wait_until(
+        lambda: sum(messages_in(sqs, url) for url in reply_queues) == 0,
+        timeout=10,
+        what="deleting the replies",
+    )
