@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from bench import cpu
 from bench.floor import SqsEcho
 from bench.stats import Figure, Summary, timed_ms
 from bridge.config import FunctionSettings
@@ -115,7 +116,15 @@ def round_trip(rig: BridgeRig, rounds: int) -> Figure:
         "median <= 1.25 x floor, p99 <= 1.5 x floor",
     )
     met = (figure.ratio_median or 99) <= 1.25 and (figure.ratio_p99 or 99) <= 1.5
-    return _with_met(figure, met)
+    count = max(20, rounds // 4)
+    return _with_met(
+        figure,
+        met,
+        "CPU per round trip, ms, bridge: "
+        + cpu.described(cpu.cpu_ms_per_action(rig.invoke, count)),
+        "CPU per round trip, ms, floor: "
+        + cpu.described(cpu.cpu_ms_per_action(rig.echo.round_trip, count)),
+    )
 
 
 def warm_dispatch(rounds: int) -> Figure:

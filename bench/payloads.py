@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from bench import cpu
 from bench.figures import BridgeRig
 from bench.stats import Figure, Summary, timed_ms
 
@@ -43,6 +44,7 @@ def large_payloads(rig: BridgeRig, rounds: int) -> Figure:
         "the same bytes put to and read from S3 directly, both ways",
         "at most 3 x",
     )
+    count = max(2, rounds // 3)
     return Figure(
         figure.name,
         figure.unit,
@@ -51,4 +53,10 @@ def large_payloads(rig: BridgeRig, rounds: int) -> Figure:
         figure.baseline_name,
         figure.target,
         (figure.ratio_median or 99) <= 3,
+        [
+            "CPU per invocation, ms, bridge: "
+            + cpu.described(cpu.cpu_ms_per_action(through_bridge, count)),
+            "CPU per invocation, ms, S3 directly: "
+            + cpu.described(cpu.cpu_ms_per_action(through_s3, count)),
+        ],
     )

@@ -31,3 +31,15 @@ def test_every_benchmark_figure_is_measured_with_its_baseline():
         assert math.isfinite(figure.measured.median) and figure.measured.median > 0
         # Every time is given against a baseline of the same run.
         assert (figure.baseline is not None) == (figure.unit != "MB")
+
+
+def test_the_round_trip_says_where_its_cpu_went():
+    figures = {figure.name: figure for figure in measure(scale=0.02)}
+
+    notes = figures["round trip"].notes
+
+    # Linux's /proc names the endpoint and both execution environments.
+    assert any(
+        "endpoint (moto)" in note and "lambda_proxy.handler.handler" in note
+        for note in notes
+    ), notes
