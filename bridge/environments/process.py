@@ -15,7 +15,7 @@ import logging
 import os
 import queue
 import secrets
-import select
+import selectors
 import signal
 import subprocess
 import threading
@@ -122,6 +122,8 @@ class ExecutionEnvironment:
         )
         for fd in (to_child_r, from_child_w, output_w):
             os.close(fd)
+        # Written without blocking, so that a send can give up at a deadline.
+        os.set_blocking(self._to_child, False)
         self._drained.clear()
         threading.Thread(
             target=self._read_output, args=(output_r,), daemon=True
@@ -271,16 +273,20 @@ class ExecutionEnvironment:
         with self._closing:
             if self._closed:
                 return True  # _next_message sees the pipe's end
-            try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._to_child, selectors.EVENT_WRITE)
                 while data:
+                    try:
+                        data = data[os.write(self._to_child, data) :]
+                        continue
+                    except BlockingIOError:
+                        pass  # the pipe is full: wait until the child reads
+                    except OSError:
+                        return True  # the child is gone; _next_message sees it
                     left = deadline_ms / 1000 - time.time()
                     if left <= 0:
                         return False
-                    _, writable, _ = select.select([], [self._to_child], [], left)
-                    if writable:
-                        data = data[os.write(self._to_child, data) :]
-            except OSError:
-                pass  # The child is gone; _next_message sees its pipe end.
+                    selector.select(left)
         return True
 
     def _next_message(self, deadline_ms: int) -> dict[str, Any] | None:
