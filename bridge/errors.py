@@ -72,6 +72,17 @@ class AwsError(MlessError):
         return cls(exc.operation_name, resource, f"{code}: {message}")
 
 
+class LabAlreadyServingError(MlessError):
+    """Another lab serves the stack; a second would split its requests."""
+
+    def __init__(self, lab: str, stack_name: str) -> None:
+        super().__init__(
+            f"Another lab ({lab}) is serving stack {stack_name}: two labs would "
+            "split its requests between them. Stop that one first."
+        )
+        self.lab = lab
+
+
 class AttachError(MlessError):
     """A function cannot be attached to the proxy, or restored, as asked."""
 

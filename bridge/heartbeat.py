@@ -13,8 +13,9 @@ A write that fails is tried again at the next beat and logged at DEBUG only:
 the poller already says when AWS is out of reach, and a lab that cannot
 write its heartbeat cannot be reached by its proxies' requests either.
 
-NOTE: one lab per stack. Labs serving the same stack share one heartbeat:
-when one stops, proxies take the lab as offline until another's next beat.
+One lab per stack: labs serving the same stack would split its requests
+and share one heartbeat, so `mless run` refuses to start while
+`other_lab_serving` names another.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -33,6 +35,8 @@ from lambda_proxy.presence import (
     HEARTBEAT_KEY,
     HEARTBEAT_VERSION,
     HeartbeatBody,
+    Presence,
+    judge,
 )
 
 logger = logging.getLogger(__name__)
@@ -108,3 +112,38 @@ class LabHeartbeat:
             logger.debug("Could not write the lab's heartbeat (%s): %s", state, exc)
             return
         self.beats += 1
+
+
+def other_lab_serving(s3: Any, bucket: str) -> str | None:
+    """The name ("host:pid") of a lab that serves the stack now, or None.
+
+    A heartbeat that says "serving" and is fresh names a running lab, unless
+    a process of this machine wrote it that no longer exists: a lab that was
+    killed leaves a fresh heartbeat behind for a few seconds, and the run
+    that recovers from it must not wait for that.
+    """
+    try:
+        response = s3.get_object(Bucket=bucket, Key=HEARTBEAT_KEY)
+        body = response["Body"].read()
+        written_at = response["LastModified"].timestamp()
+    except Exception as exc:
+        # No heartbeat yet, or none readable: nothing says a lab serves.
+        logger.debug("Could not read the lab's heartbeat: %s", exc)
+        return None
+    if judge(body, written_at, time.time()).presence is not Presence.ONLINE:
+        return None
+    name = str(json.loads(body).get("lab", ""))
+    host, _, pid = name.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _running(int(pid)):
+        return None
+    return name or "another lab"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

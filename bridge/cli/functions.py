@@ -203,6 +203,8 @@ def run(
         recover_stale,
     )
     from bridge.config import load_project_config, served_functions
+    from bridge.errors import LabAlreadyServingError
+    from bridge.heartbeat import other_lab_serving
     from bridge.lab import Lab
     from bridge.poller import Queues
     from bridge.shutdown import serve_until_signalled
@@ -216,6 +218,9 @@ def run(
         name = stack_name_of(stack_name, config)
         clients = make_clients(profile, region, endpoint_url)
         outputs = read_stack_outputs(clients.client("cloudformation"), name)
+        other = other_lab_serving(clients.client("s3"), outputs.payload_bucket_name)
+        if other is not None:
+            raise LabAlreadyServingError(other, name)
         catalog = load_catalog_for(
             clients, config, template, outputs.proxy_function_name
         )

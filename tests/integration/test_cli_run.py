@@ -18,6 +18,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -234,3 +235,43 @@ def test_run_with_a_bad_mless_yaml_exits_2_and_attaches_nothing(
     )
     assert time.monotonic() - started < STOP_SECONDS
     assert _state(local_cloud, attachable) == before
+
+
+def test_a_second_run_on_a_served_stack_is_refused(
+    local_cloud: LocalCloud, lab_env: dict[str, str], tmp_path: Path
+) -> None:
+    first = RunningLab(["run"], tmp_path, lab_env)
+    try:
+        first.wait_for("Ctrl+C stops")
+        second = subprocess.run(
+            [sys.executable, "-m", "bridge.cli", "run"],
+            cwd=tmp_path,
+            env=lab_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=STOP_SECONDS,
+        )
+    finally:
+        first.stop(signal.SIGTERM)
+
+    lab = f"{socket.gethostname()}:{first.process.pid}"
+    assert second.returncode == 1
+    assert second.stderr == (
+        f"mless: Another lab ({lab}) is serving stack {lab_env['MLESS_STACK']}: "
+        "two labs would split its requests between them. Stop that one first.\n"
+    )
+
+
+def test_a_run_after_one_that_stopped_starts_at_once(
+    local_cloud: LocalCloud, lab_env: dict[str, str], tmp_path: Path
+) -> None:
+    first = RunningLab(["run"], tmp_path, lab_env)
+    first.wait_for("Ctrl+C stops")
+    assert first.stop(signal.SIGTERM) == 0
+
+    second = RunningLab(["run"], tmp_path, lab_env)
+    try:
+        second.wait_for("Ctrl+C stops")
+    finally:
+        assert second.stop(signal.SIGTERM) == 0
