@@ -17,6 +17,7 @@ from typing import NoReturn
 
 import yaml  # type: ignore[import-untyped]
 
+from bridge.environments.variables import RESERVED_NAMES
 from bridge.errors import ConfigFileError, ConfigurationError
 from bridge.templates import TemplateFunction, sam_stack_name, template_functions
 
@@ -318,6 +319,12 @@ class _Reader:
             return []
         pairs = []
         for name, item in self.mapping(value, key, None).items():
+            if name in RESERVED_NAMES:
+                raise ConfigFileError(
+                    self.path,
+                    f"{key}.{name}",
+                    "reserved: Lambda sets it, and a function cannot.",
+                )
             if not isinstance(item, str | int | float | bool):
                 self.refuse(f"{key}.{name}", "a string, number or boolean", item)
             text = ("true" if item else "false") if isinstance(item, bool) else item

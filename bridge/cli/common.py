@@ -24,11 +24,18 @@ EXIT_USAGE = 2
 def key_value(
     context: click.Context, parameter: click.Parameter, values: tuple[str, ...]
 ) -> tuple[tuple[str, str], ...]:
+    from bridge.environments.variables import RESERVED_NAMES
+
     pairs = []
     for value in values:
         key, sep, rest = value.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{value!r} is not KEY=VALUE")
+        if key in RESERVED_NAMES:
+            # Lambda refuses them too (InvalidParameterValueException).
+            raise click.BadParameter(
+                f"{key} is reserved: Lambda sets it, and a function cannot"
+            )
         pairs.append((key, rest))
     return tuple(pairs)
 

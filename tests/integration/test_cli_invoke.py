@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
@@ -62,6 +63,21 @@ def test_invoke_rejects_a_malformed_env_option_with_exit_2(tmp_path):
 
     assert result.exit_code == 2
     assert "KEY=VALUE" in result.output
+
+
+@pytest.mark.parametrize("name", ["AWS_REGION", "_HANDLER", "AWS_SESSION_TOKEN"])
+def test_invoke_rejects_a_variable_lambda_reserves_with_exit_2(tmp_path, name):
+    code_dir = _code(tmp_path, "def handler(event, context):\n    return 1\n")
+
+    result = CliRunner().invoke(
+        main,
+        ["invoke", "app.handler", "--code-dir", str(code_dir), "--env", f"{name}=x"],
+    )
+
+    assert result.exit_code == 2
+    assert f"{name} is reserved: Lambda sets it, and a function cannot" in (
+        result.output
+    )
 
 
 def test_invoke_rejects_an_unknown_debugger_kind_with_exit_2(tmp_path):

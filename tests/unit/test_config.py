@@ -259,6 +259,11 @@ def test_no_mless_yaml_is_an_empty_configuration(
             "functions.F.environment.A",
             "expected a string, number or boolean; got [1]",
         ),
+        (
+            "functions:\n  F:\n    environment: {AWS_REGION: eu-west-1}\n",
+            "functions.F.environment.AWS_REGION",
+            "reserved: Lambda sets it, and a function cannot.",
+        ),
     ],
 )
 def test_bad_mless_yaml_names_the_file_the_key_and_what_was_expected(
