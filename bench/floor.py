@@ -1,17 +1,15 @@
 """The floor: one request and one reply carried by bare SQS calls, nothing else.
 
 An echo thread long-polls a request queue and sends each body to a reply
-queue; the caller sends, long-polls the reply queue and has the reply deleted
-by a thread of its own, as the proxy does. This is what two SQS hops cost on
-the endpoint, with no envelope, no execution environment and no proxy around
-them.
+queue; the caller sends, long-polls the reply queue and deletes, as the proxy
+does. This is what two SQS hops cost on the endpoint, with no envelope, no
+execution environment and no proxy around them.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 
@@ -27,7 +25,6 @@ class SqsEcho:
         self._stopping = threading.Event()
         self._reply_queues: dict[int, str] = {}
         self._lock = threading.Lock()
-        self._deleter = ThreadPoolExecutor(1, thread_name_prefix="floor-delete")
         self._echoers = [
             threading.Thread(target=self._echo, daemon=True) for _ in range(echoers)
         ]
@@ -54,10 +51,8 @@ class SqsEcho:
                 QueueUrl=replies, WaitTimeSeconds=20, MaxNumberOfMessages=10
             ).get("Messages", [])
             for message in received:
-                self._deleter.submit(
-                    self._sqs.delete_message,
-                    QueueUrl=replies,
-                    ReceiptHandle=message["ReceiptHandle"],
+                self._sqs.delete_message(
+                    QueueUrl=replies, ReceiptHandle=message["ReceiptHandle"]
                 )
             if received:
                 return
@@ -65,7 +60,6 @@ class SqsEcho:
     def close(self) -> None:
         """Stop echoing; return once no thread calls the endpoint any more."""
         self._stopping.set()
-        self._deleter.shutdown(wait=True)
         # Each returns from its one-second poll; one still polling when the
         # endpoint stops would fail with a connection error.
         for echoer in self._echoers:

@@ -10,16 +10,8 @@ only reach its own caller, and no receiver ever sees another's messages.
 
 The queue is encrypted (SQS-managed keys) and its policy refuses any access
 without TLS, as the stack's own queues do. A reply too large for one message
-arrives as a stored stand-in: its body is read from the payload bucket (see
-`payloads`).
-
-What a wait is done with (each message received, each stored body read) is
-deleted off the caller's path, by a thread of the environment: the caller
-gets its answer one SQS call sooner. In Lambda the thread freezes with the
-environment between invocations and carries on when it thaws. A message
-whose delete comes too late shows up again on this queue and is discarded
-by its correlation id; a body left behind goes with the bucket's lifecycle
-rule.
+arrives as a stored stand-in: its body is read from the payload bucket and
+deleted there at once (see `payloads`).
 
 The queue needs, in the proxy's role: sqs:CreateQueue, sqs:TagQueue,
 sqs:GetQueueUrl, sqs:ReceiveMessage and sqs:DeleteMessage on
@@ -28,16 +20,14 @@ arn:aws:sqs:REGION:ACCOUNT:PREFIX*.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import queue
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from lambda_proxy import wire
 from lambda_proxy.payloads import PayloadStore, StoredBodyGoneError
@@ -73,7 +63,6 @@ class ReplyQueue:
         self._sqs = sqs
         self.url = url
         self._payloads = payloads or PayloadStore(os.environ.get(PAYLOAD_BUCKET))
-        self.cleanup = Cleanup()
 
     @classmethod
     def create(
@@ -149,20 +138,16 @@ class ReplyQueue:
     def _take(
         self, message: dict[str, Any], correlation_id: str
     ) -> wire.Envelope | None:
-        """Return a received message's envelope, if it is one; delete it later."""
-        self.cleanup.later(
-            functools.partial(
-                self._sqs.delete_message,
-                QueueUrl=self.url,
-                ReceiptHandle=message["ReceiptHandle"],
-            )
+        """Delete a received message and return its envelope, if it is one."""
+        self._sqs.delete_message(
+            QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"]
         )
         try:
             envelope = wire.decode(message["Body"])
             if envelope["kind"] != "stored":
                 return envelope
             if envelope["correlation_id"] != correlation_id:
-                self.cleanup.later(functools.partial(self._payloads.discard, envelope))
+                self._discard_late(envelope)
                 return None
             return self._open(envelope)
         except (wire.EnvelopeError, StoredBodyGoneError) as exc:
@@ -173,47 +158,16 @@ class ReplyQueue:
 
     def _open(self, stored: wire.Stored) -> wire.Envelope:
         envelope = self._payloads.open(stored)
-        self.cleanup.later(functools.partial(self._payloads.discard, stored))
+        self._payloads.discard(stored)
         return envelope
 
-
-class Cleanup:
-    """Runs deletes one after another on a thread of their own, in order."""
-
-    def __init__(self) -> None:
-        self._actions: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
-        self._idle = threading.Condition()
-        self._pending = 0
-        self._thread: threading.Thread | None = None
-
-    def later(self, action: Callable[[], object]) -> None:
-        """Run `action` soon; a failure is logged, never raised."""
-        with self._idle:
-            self._pending += 1
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="mless-cleanup", daemon=True
-                )
-                self._thread.start()
-        self._actions.put(action)
-
-    def wait(self, timeout: float) -> bool:
-        """Wait until every action so far has run; False at the timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def _run(self) -> None:
-        while True:
-            action = self._actions.get()
-            try:
-                action()
-            except Exception as exc:
-                # Should a delete fail, the message shows up again and is
-                # discarded; a body goes with the bucket's lifecycle rule.
-                logger.warning("Could not delete what a reply left: %s", exc)
-            with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
+    def _discard_late(self, stored: wire.Stored) -> None:
+        # Nobody else will come for a late reply's body; should deleting it
+        # fail, the bucket's lifecycle rule removes it within a day.
+        try:
+            self._payloads.discard(stored)
+        except ClientError as exc:
+            logger.warning("Left a late reply's body in the payload bucket: %s", exc)
 
 
 def tls_only_policy(queue_arn: str) -> str:

@@ -61,7 +61,7 @@ def test_an_event_and_a_response_of_this_size_travel_byte_for_byte(
     expected_summary = f"{hashlib.sha256(blob.encode()).hexdigest()} {size}"
     assert summary.decode() == expected_summary
     assert response == random.Random(size).randbytes(size)
-    # Each side deletes the bodies it has read once its part is done.
+    # The lab deletes the request's body after it has replied.
     wait_until(
         lambda: objects_in(local_cloud) == left_before,
         timeout=10,
