@@ -166,7 +166,7 @@ class Dispatcher:
         correlation_id = envelope["correlation_id"]
         try:
             try:
-                request = self._open(envelope)
+                request, event_json = self._open(envelope)
             except BadMessageError as exc:
                 self.release(self._deliveries.abandon(correlation_id))
                 self._quarantine(message, str(exc))
@@ -180,21 +180,28 @@ class Dispatcher:
                     exc,
                 )
                 return
-            self._serve(message, request, envelope)
+            self._serve(message, request, envelope, event_json)
         except BaseException:
             # Its copies go back now; the message itself returns after its
             # visibility timeout.
             self.release(self._deliveries.abandon(correlation_id))
             raise
 
-    def _open(self, envelope: wire.Envelope) -> wire.Request:
-        """The request itself, read from the payload bucket when stored, checked."""
+    def _open(self, envelope: wire.Envelope) -> tuple[wire.Request, str | None]:
+        """The request itself, read from the payload bucket when stored, checked.
+
+        A stored request comes with its event's text as the proxy wrote it,
+        which the execution environment takes as it is.
+        """
         opened: wire.Envelope = envelope
+        event_json = None
         if envelope["kind"] == "stored":
             try:
-                opened = self._payloads.open(envelope)
+                opened, bulk = self._payloads.open_with_bulk(envelope)
             except wire.EnvelopeError as exc:
                 raise BadMessageError(str(exc)) from exc
+            if bulk.field == "event":
+                event_json = bulk.text
         if opened["kind"] != "request":
             raise BadMessageError(_not_a_request(opened["kind"]))
         reply_to = opened["reply_to"]
@@ -208,10 +215,14 @@ class Dispatcher:
         )
         if too_old:
             raise BadMessageError(too_old)
-        return opened
+        return opened, event_json
 
     def _serve(
-        self, message: Message, request: wire.Request, envelope: wire.Envelope
+        self,
+        message: Message,
+        request: wire.Request,
+        envelope: wire.Envelope,
+        event_json: str | None,
     ) -> None:
         deadline_ms = self._clock.to_lab(request["deadline_ms"])
         slots = self._slots_of(request["function"]["name"])
@@ -228,7 +239,7 @@ class Dispatcher:
                 deadline_ms = self._catch_up.deadline_ms(
                     request, deadline_ms, self._clock.to_lab(request["sent_at_ms"])
                 )
-                self._run_and_reply(message, request, envelope, deadline_ms)
+                self._run_and_reply(message, request, envelope, deadline_ms, event_json)
         finally:
             if slots is not None:
                 slots.release()
@@ -269,8 +280,9 @@ class Dispatcher:
         request: wire.Request,
         envelope: wire.Envelope,
         deadline_ms: int,
+        event_json: str | None,
     ) -> None:
-        outcome = self._run(request, deadline_ms)
+        outcome = self._run(request, deadline_ms, event_json)
         if self._is_cut_loose(message):
             self.release(self._deliveries.abandon(envelope["correlation_id"]))
             return
@@ -338,7 +350,9 @@ class Dispatcher:
             return False
         return True
 
-    def _run(self, request: wire.Request, deadline_ms: int) -> Outcome:
+    def _run(
+        self, request: wire.Request, deadline_ms: int, event_json: str | None
+    ) -> Outcome:
         function = request["function"]
         pool = self._pools.get(function["name"])
         if pool is None:
@@ -362,7 +376,7 @@ class Dispatcher:
                 function,
                 request["environment"],
                 request["credentials"],
-                _invocation(request, deadline_ms),
+                _invocation(request, deadline_ms, event_json),
             )
         finally:
             ack.cancel()
@@ -433,14 +447,18 @@ def _not_a_request(kind: str) -> str:
     return f"it is not a request but {article} {kind}"
 
 
-def _invocation(request: wire.Request, deadline_ms: int) -> Invocation:
+def _invocation(
+    request: wire.Request, deadline_ms: int, event_json: str | None
+) -> Invocation:
     function = request["function"]
+    if event_json is None:
+        event_json = json.dumps(request["event"], ensure_ascii=False)
     return Invocation(
         request_id=request["request_id"],
         invoked_function_arn=function["invoked_arn"],
         deadline_ms=deadline_ms,
         timeout_ms=function["timeout_ms"],
-        event_json=json.dumps(request["event"], ensure_ascii=False),
+        event_json=event_json,
         client_context_json=_json_or_none(request.get("client_context")),
         identity_json=_json_or_none(request.get("identity")),
         trace_id=request.get("trace_id"),

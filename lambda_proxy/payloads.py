@@ -79,6 +79,13 @@ class PayloadStore:
         must be (another bucket or key, another size, another envelope), and
         StoredBodyGoneError when the object is not there.
         """
+        return self.open_with_bulk(stored)[0]
+
+    def open_with_bulk(self, stored: wire.Stored) -> tuple[wire.Envelope, wire.Bulk]:
+        """`open`, with the envelope's bulk as it was stored.
+
+        See `wire.read_from_storage`.
+        """
         self._check_place(stored)
         try:
             data = self._call(self._read_object, key=stored["key"])
@@ -93,7 +100,7 @@ class PayloadStore:
                 f"its stored body is {len(data)} bytes, not the "
                 f"{stored['size_bytes']} its message announced"
             )
-        envelope = wire.decode_from_storage(data)
+        envelope, bulk = wire.read_from_storage(data)
         if (
             envelope["kind"] != stored["body_of"]
             or envelope["correlation_id"] != stored["correlation_id"]
@@ -101,7 +108,7 @@ class PayloadStore:
             raise wire.EnvelopeError(
                 "its stored body is not the envelope its message announced"
             )
-        return envelope
+        return envelope, bulk
 
     def discard(self, stored: wire.Stored) -> None:
         """Delete a stored envelope's object; deleting one already gone is no error."""

@@ -275,10 +275,20 @@ def encode_for_storage(envelope: Request | Reply, bulk: Bulk | None = None) -> b
 
 def decode_from_storage(data: bytes) -> Envelope:
     """Read what `encode_for_storage` wrote; raise EnvelopeError if it is not one."""
+    return read_from_storage(data)[0]
+
+
+def read_from_storage(data: bytes) -> tuple[Envelope, Bulk]:
+    """`decode_from_storage`, with the bulk's text as it was stored.
+
+    The lab hands a stored event's text to the execution environment as it
+    is, instead of writing the parsed event out again (16 ms for 5 MB). An
+    envelope stored whole has no bulk: Bulk(None, "").
+    """
     head, newline, bulk = data.partition(b"\n")
     if not newline:
         # Written whole, as a body of an SQS message is.
-        return decode(data.decode("utf-8", "surrogatepass"))
+        return decode(data.decode("utf-8", "surrogatepass")), Bulk(None, "")
     message = _parse(head.decode("utf-8", "replace"))
     field = message.pop("bulk", None)
     if field not in _BULK_FIELDS.get(message.get("kind"), ()) or field in message:
@@ -291,7 +301,7 @@ def decode_from_storage(data: bytes) -> Envelope:
             raise EnvelopeError(f"the stored event is not JSON ({exc})") from exc
     else:
         message[field] = text
-    return _checked(message)
+    return _checked(message), Bulk(field, text)
 
 
 def decode(body: str) -> Envelope:

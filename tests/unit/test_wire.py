@@ -292,7 +292,16 @@ def test_an_envelope_stored_whole_is_still_read():
 
     stored = wire.encode(request, limit_bytes=None).encode("utf-8")
 
-    assert wire.decode_from_storage(stored) == request
+    assert wire.read_from_storage(stored) == (request, wire.Bulk(None, ""))
+
+
+def test_a_stored_request_is_read_with_its_event_text_as_stored():
+    request = a_request(event={"b": [1, 2], "a": "caf\u00e9"})
+
+    envelope, bulk = wire.read_from_storage(wire.encode_for_storage(request))
+
+    assert envelope == request
+    assert bulk == wire.Bulk("event", '{"b":[1,2],"a":"caf\u00e9"}')
 
 
 @pytest.mark.parametrize(
