@@ -10,31 +10,48 @@ after a number of actions. Linux only: elsewhere it measures nothing.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 _PROC = Path("/proc")
 
 
-def cpu_ms_per_action(action: Callable[[], None], count: int) -> dict[str, float]:
-    """CPU milliseconds per action of this process and each of its children.
+class CpuMeter:
+    """CPU used by this process and its children from now on.
 
     Children are named by what they run: moto's server, or an execution
     environment by its handler (the local cloud's proxy environments run
-    `lambda_proxy.handler.handler`).
+    `lambda_proxy.handler.handler`). Children started later are not seen.
     """
-    processes = _this_and_children()
-    if not processes:
-        for _ in range(count):
-            action()
-        return {}
-    before = {name: _cpu_ms(pid) for name, pid in processes.items()}
+
+    def __init__(self) -> None:
+        self._processes = _this_and_children()
+        self._before = {name: _cpu_ms(pid) for name, pid in self._processes.items()}
+        self._started = time.monotonic()
+
+    def per_action(self, count: int) -> dict[str, float]:
+        """CPU milliseconds per action so far, by process."""
+        return {
+            name: round((_cpu_ms(pid) - self._before[name]) / max(1, count), 2)
+            for name, pid in self._processes.items()
+        }
+
+    def busy_percent(self) -> float | None:
+        """How much of the machine's CPU the processes used so far."""
+        if not self._processes:
+            return None
+        used_ms = sum(self.per_action(1).values())
+        wall_ms = (time.monotonic() - self._started) * 1000
+        return 100 * used_ms / (wall_ms * (os.cpu_count() or 1))
+
+
+def cpu_ms_per_action(action: Callable[[], None], count: int) -> dict[str, float]:
+    """CPU milliseconds per action of this process and each of its children."""
+    meter = CpuMeter()
     for _ in range(count):
         action()
-    return {
-        name: round((_cpu_ms(pid) - before[name]) / count, 2)
-        for name, pid in processes.items()
-    }
+    return meter.per_action(count)
 
 
 def described(per_action: dict[str, float]) -> str:
