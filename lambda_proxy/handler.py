@@ -245,6 +245,7 @@ class _Proxy:
             ) from None
         if reply is None:
             _wait_for_lambda_timeout()
+        self.presence.answered()
         return answer(reply)
 
     def _wait(

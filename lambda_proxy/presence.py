@@ -177,6 +177,19 @@ class LabPresence:
         self._last = self.read(now)
         return self._last
 
+    def answered(self, now: float | None = None) -> None:
+        """The lab has just replied: it is online, whatever was read before.
+
+        A reply is fresher news than any heartbeat, so an environment that
+        gets invocations more often than every ONLINE_CACHE_SECONDS reads no
+        heartbeat while the lab answers them.
+        """
+        now = self._clock() if now is None else now
+        functions = self._last.functions if self._last is not None else ()
+        self._last = Sighting(
+            Presence.ONLINE, "it answered a request just now", now, functions
+        )
+
     def read(self, now: float | None = None) -> Sighting:
         """Read the heartbeat now, whatever was read before."""
         now = self._clock() if now is None else now

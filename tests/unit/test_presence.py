@@ -157,6 +157,27 @@ def test_an_online_lab_is_trusted_for_two_seconds():
     assert bucket.reads == 2
 
 
+def test_a_reply_counts_as_seeing_the_lab_online():
+    bucket, clock = HeartbeatBucket(), Clock()
+    bucket.beat("serving", NOW)
+    presence = _presence(bucket, clock)
+
+    presence.sighting()
+    for _ in range(5):  # an invocation every 1.5 s, each answered
+        clock.now += 1.5
+        presence.answered()
+        seen = presence.sighting()
+
+    assert seen.presence is Presence.ONLINE
+    assert seen.functions == ("f",)
+    assert bucket.reads == 1
+    # Without a reply, what was seen grows old as before.
+    bucket.beat("stopped", clock.now)
+    clock.now += 2.1
+    assert presence.sighting().presence is Presence.OFFLINE
+    assert bucket.reads == 2
+
+
 def test_a_lab_seen_offline_is_looked_for_again_after_a_second():
     bucket, clock = HeartbeatBucket(), Clock()
     bucket.beat("stopped", NOW)
