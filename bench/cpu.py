@@ -15,27 +15,31 @@ from collections.abc import Callable
 from pathlib import Path
 
 _PROC = Path("/proc")
+# What moto's server is called in the notes.
+ENDPOINT = "endpoint (moto)"
 
 
 class CpuMeter:
     """CPU used by this process and its children from now on.
 
-    Children are named by what they run: moto's server, or an execution
-    environment by its handler (the local cloud's proxy environments run
-    `lambda_proxy.handler.handler`). Children started later are not seen.
+    Children are named by what they run: moto's server, or execution
+    environments by their handler (the local cloud's proxy environments run
+    `lambda_proxy.handler.handler`), those of one handler counted together.
+    Children started later are not seen.
     """
 
     def __init__(self) -> None:
         self._processes = _this_and_children()
-        self._before = {name: _cpu_ms(pid) for name, pid in self._processes.items()}
+        self._before = {pid: _cpu_ms(pid) for pid in self._processes}
         self._started = time.monotonic()
 
     def per_action(self, count: int) -> dict[str, float]:
-        """CPU milliseconds per action so far, by process."""
-        return {
-            name: round((_cpu_ms(pid) - self._before[name]) / max(1, count), 2)
-            for name, pid in self._processes.items()
-        }
+        """CPU milliseconds per action so far, by process or group of them."""
+        used: dict[str, float] = {}
+        for pid, name in self._processes.items():
+            spent = _cpu_ms(pid) - self._before[pid]
+            used[name] = used.get(name, 0.0) + spent / max(1, count)
+        return {name: round(ms, 2) for name, ms in used.items()}
 
     def busy_percent(self) -> float | None:
         """How much of the machine's CPU the processes used so far."""
@@ -62,11 +66,13 @@ def described(per_action: dict[str, float]) -> str:
     return ", ".join(f"{name} {ms:.1f}" for name, ms in ranked if ms >= 0.05)
 
 
-def _this_and_children() -> dict[str, int]:
+def _this_and_children() -> dict[int, str]:
+    """Each process by pid, with what it is named in the figures' notes."""
     if not _PROC.is_dir():
         return {}
     me = os.getpid()
-    found = {"bench process (lab, caller)": me}
+    found = {me: "bench process (lab, caller)"}
+    environments: dict[str, list[int]] = {}
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
             continue
@@ -78,9 +84,15 @@ def _this_and_children() -> dict[str, int]:
         if int(fields[1]) != me:
             continue
         if b"moto.server" in command:
-            found["endpoint (moto)"] = int(entry.name)
+            found[int(entry.name)] = ENDPOINT
         else:
-            found[f"environment of {_handler(entry)} ({entry.name})"] = int(entry.name)
+            environments.setdefault(_handler(entry), []).append(int(entry.name))
+    for handler, pids in environments.items():
+        name = f"environments of {handler} x{len(pids)}"
+        found.update(
+            (pid, name if len(pids) > 1 else f"environment of {handler}")
+            for pid in pids
+        )
     return found
 
 

@@ -185,8 +185,12 @@ def throughput(rig: BridgeRig, concurrency: int, seconds: float) -> Figure:
     CPU, by process: once the machine is saturated, rates go as the inverse
     of that cost.
     """
-    bridge_rate, bridge_cpu = _rate(rig.invoke, concurrency, seconds)
-    raw_rate, raw_cpu = _rate(rig.echo.round_trip, concurrency, seconds)
+    bridge_rate, bridge_cpu, bridge_endpoint_ms = _rate(
+        rig.invoke, concurrency, seconds
+    )
+    raw_rate, raw_cpu, raw_endpoint_ms = _rate(
+        rig.echo.round_trip, concurrency, seconds
+    )
     figure = Figure(
         f"throughput at {concurrency} concurrent",
         "invocations/s",
@@ -196,18 +200,26 @@ def throughput(rig: BridgeRig, concurrency: int, seconds: float) -> Figure:
         "at least 90 % of raw at 32" if concurrency == 32 else "",
     )
     met = None if concurrency != 32 else (figure.ratio_median or 0) >= 0.9
-    return _with_met(
-        figure,
-        met,
+    notes = [
         f"CPU per invocation, ms, bridge: {bridge_cpu}",
         f"CPU per round trip, ms, raw: {raw_cpu}",
-    )
+    ]
+    if bridge_endpoint_ms and raw_endpoint_ms:
+        # moto's server is one Python process: about one core at most.
+        notes.append(
+            "the endpoint's ceiling (one core over its CPU per call): bridge "
+            f"{1000 / bridge_endpoint_ms:.1f}/s, raw {1000 / raw_endpoint_ms:.1f}/s, "
+            f"so at most {raw_endpoint_ms / bridge_endpoint_ms:.2f} of raw"
+        )
+    return _with_met(figure, met, *notes)
 
 
 def _rate(
     action: Callable[[], None], concurrency: int, seconds: float
-) -> tuple[float, str]:
-    """Actions per second, and a line on the CPU they used while timed."""
+) -> tuple[float, str, float | None]:
+    """Actions per second; a line on the CPU they used while timed; and the
+    endpoint's CPU milliseconds per action (None without /proc).
+    """
     # Warm every caller's path first (proxy environments, reply queues).
     with ThreadPoolExecutor(concurrency) as warmers:
         list(warmers.map(lambda _: action(), range(concurrency)))
@@ -228,10 +240,11 @@ def _rate(
         thread.join()
     rate = sum(done) / (time.monotonic() - started)
     busy = meter.busy_percent()
-    line = cpu.described(meter.per_action(sum(done)))
+    used = meter.per_action(sum(done))
+    line = cpu.described(used)
     if busy is not None:
         line += f"; the machine's CPU {busy:.0f} % busy"
-    return rate, line
+    return rate, line, used.get(cpu.ENDPOINT)
 
 
 def _import_noop() -> Any:
