@@ -18,6 +18,7 @@ one twice, a minute or more apart, which no test or demo wants to wait for.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -28,11 +29,12 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bridge.clock import now_ms
 from bridge.config import FunctionSettings
@@ -42,6 +44,7 @@ from bridge.environments.variables import Platform, credential_variables
 from bridge.errors import ConfigurationError
 from lambda_proxy import wire
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 # Each proxy environment serves one invocation at a time, so this many
@@ -91,8 +94,12 @@ class LambdaService:
         self._platform = Platform(endpoint_url=endpoint_url, scratch_in_tmpdir=False)
         self._code_root = Path(tempfile.mkdtemp(prefix="mless-local-lambda-"))
         self._pools: dict[tuple[str, str], Pool] = {}
-        self._configurations: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._role_credentials: dict[str, tuple[float, wire.Credentials]] = {}
+        self._configurations: _FreshValues[dict[str, Any]] = _FreshValues(
+            CONFIGURATION_TTL_SECONDS
+        )
+        self._role_credentials: _FreshValues[wire.Credentials] = _FreshValues(
+            CREDENTIALS_TTL_SECONDS
+        )
         self._lock = threading.Lock()
         self._async = ThreadPoolExecutor(16, thread_name_prefix="mless-event")
         self._log = _QuietLog()
@@ -198,28 +205,19 @@ class LambdaService:
 
     def _configuration(self, function_name: str) -> dict[str, Any]:
         """The function's configuration, as Lambda knows it between updates."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._configurations.get(function_name)
-        if cached is not None and now - cached[0] < CONFIGURATION_TTL_SECONDS:
-            return cached[1]
         lambda_client = self._clients.client("lambda")
-        config = lambda_client.get_function_configuration(FunctionName=function_name)
-        with self._lock:
-            self._configurations[function_name] = (now, config)
-        return config  # type: ignore[no-any-return]
+        return self._configurations.get(
+            function_name,
+            functools.partial(
+                lambda_client.get_function_configuration, FunctionName=function_name
+            ),
+        )
 
     def _credentials(self, config: dict[str, Any]) -> wire.Credentials:
         """The role's credentials, reused while they are fresh, as Lambda does."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._role_credentials.get(config["Role"])
-        if cached is not None and now - cached[0] < CREDENTIALS_TTL_SECONDS:
-            return cached[1]
-        credentials = self._assume_role(config)
-        with self._lock:
-            self._role_credentials[config["Role"]] = (now, credentials)
-        return credentials
+        return self._role_credentials.get(
+            config["Role"], lambda: self._assume_role(config)
+        )
 
     def _assume_role(self, config: dict[str, Any]) -> wire.Credentials:
         sts = self._clients.client("sts")
@@ -231,6 +229,35 @@ class LambdaService:
             "secret_access_key": credentials["SecretAccessKey"],
             "session_token": credentials["SessionToken"],
         }
+
+
+class _FreshValues(Generic[T]):
+    """Values fetched at most once per time to live, however many ask at once.
+
+    When a value expires, one caller fetches it again and the others wait
+    for that: 32 callers at once would otherwise fetch it 32 times, a load
+    on the endpoint that real Lambda does not put on it.
+    """
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self._ttl_seconds = ttl_seconds
+        self._values: dict[str, tuple[float, T]] = {}
+        self._fetching: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, fetch: Callable[[], T]) -> T:
+        with self._lock:
+            fetching = self._fetching.setdefault(key, threading.Lock())
+        with fetching:
+            with self._lock:
+                cached = self._values.get(key)
+            if cached is not None and time.monotonic() - cached[0] < self._ttl_seconds:
+                return cached[1]
+            fetched_at = time.monotonic()
+            value = fetch()
+            with self._lock:
+                self._values[key] = (fetched_at, value)
+            return value
 
 
 def _identity(config: dict[str, Any], qualifier: str) -> wire.FunctionIdentity:
