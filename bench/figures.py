@@ -178,24 +178,40 @@ def cold_start(rounds: int) -> Figure:
     return _with_met(figure, figure.measured.median <= 150)
 
 
+# Throughput is measured in this many windows a side, taken in turn.
+THROUGHPUT_WINDOWS = 3
+
+
 def throughput(rig: BridgeRig, concurrency: int, seconds: float) -> Figure:
     """Figure 4: invocations per second against the endpoint's raw rate.
 
-    The notes say how busy the machine was and what each invocation cost in
-    CPU, by process: once the machine is saturated, rates go as the inverse
-    of that cost.
+    Each side runs in THROUGHPUT_WINDOWS windows, bridge and raw in turn, so
+    that a drift of the endpoint hits both alike; each side's figure is its
+    median window. The notes, from the first pair of windows, say how busy
+    the machine was and what each invocation cost in CPU, by process.
     """
-    bridge_rate, bridge_cpu, bridge_endpoint_ms = _rate(
-        rig.invoke, concurrency, seconds
-    )
-    raw_rate, raw_cpu, raw_endpoint_ms = _rate(
-        rig.echo.round_trip, concurrency, seconds
-    )
+    bridge_rates: list[float] = []
+    raw_rates: list[float] = []
+    window_seconds = seconds / THROUGHPUT_WINDOWS
+    for window in range(THROUGHPUT_WINDOWS):
+        warm = window == 0
+        rate, cpu_line, endpoint_ms = _rate(
+            rig.invoke, concurrency, window_seconds, warm=warm
+        )
+        bridge_rates.append(rate)
+        if warm:
+            bridge_cpu, bridge_endpoint_ms = cpu_line, endpoint_ms
+        rate, cpu_line, endpoint_ms = _rate(
+            rig.echo.round_trip, concurrency, window_seconds, warm=warm
+        )
+        raw_rates.append(rate)
+        if warm:
+            raw_cpu, raw_endpoint_ms = cpu_line, endpoint_ms
     figure = Figure(
         f"throughput at {concurrency} concurrent",
         "invocations/s",
-        Summary(bridge_rate, bridge_rate, 1),
-        Summary(raw_rate, raw_rate, 1),
+        Summary.of(bridge_rates),
+        Summary.of(raw_rates),
         "bare SQS request/reply round trips at the same concurrency",
         "at least 90 % of raw at 32" if concurrency == 32 else "",
     )
@@ -215,14 +231,17 @@ def throughput(rig: BridgeRig, concurrency: int, seconds: float) -> Figure:
 
 
 def _rate(
-    action: Callable[[], None], concurrency: int, seconds: float
+    action: Callable[[], None], concurrency: int, seconds: float, *, warm: bool
 ) -> tuple[float, str, float | None]:
     """Actions per second; a line on the CPU they used while timed; and the
     endpoint's CPU milliseconds per action (None without /proc).
+
+    `warm` first takes every caller's path once (proxy environments, reply
+    queues), untimed.
     """
-    # Warm every caller's path first (proxy environments, reply queues).
-    with ThreadPoolExecutor(concurrency) as warmers:
-        list(warmers.map(lambda _: action(), range(concurrency)))
+    if warm:
+        with ThreadPoolExecutor(concurrency) as warmers:
+            list(warmers.map(lambda _: action(), range(concurrency)))
     done = [0] * concurrency
     stop_at = time.monotonic() + seconds
 
