@@ -190,28 +190,20 @@ def throughput(rig: BridgeRig, concurrency: int, seconds: float) -> Figure:
     median window. The notes, from the first pair of windows, say how busy
     the machine was and what each invocation cost in CPU, by process.
     """
-    bridge_rates: list[float] = []
-    raw_rates: list[float] = []
     window_seconds = seconds / THROUGHPUT_WINDOWS
-    for window in range(THROUGHPUT_WINDOWS):
-        warm = window == 0
-        rate, cpu_line, endpoint_ms = _rate(
-            rig.invoke, concurrency, window_seconds, warm=warm
+    windows = [
+        (
+            _rate(rig.invoke, concurrency, window_seconds, warm=window == 0),
+            _rate(rig.echo.round_trip, concurrency, window_seconds, warm=window == 0),
         )
-        bridge_rates.append(rate)
-        if warm:
-            bridge_cpu, bridge_endpoint_ms = cpu_line, endpoint_ms
-        rate, cpu_line, endpoint_ms = _rate(
-            rig.echo.round_trip, concurrency, window_seconds, warm=warm
-        )
-        raw_rates.append(rate)
-        if warm:
-            raw_cpu, raw_endpoint_ms = cpu_line, endpoint_ms
+        for window in range(THROUGHPUT_WINDOWS)
+    ]
+    (_, bridge_cpu, bridge_endpoint_ms), (_, raw_cpu, raw_endpoint_ms) = windows[0]
     figure = Figure(
         f"throughput at {concurrency} concurrent",
         "invocations/s",
-        Summary.of(bridge_rates),
-        Summary.of(raw_rates),
+        Summary.of([bridge[0] for bridge, _ in windows]),
+        Summary.of([raw[0] for _, raw in windows]),
         "bare SQS request/reply round trips at the same concurrency",
         "at least 90 % of raw at 32" if concurrency == 32 else "",
     )

@@ -6,6 +6,7 @@
     │   ├── ConfigFileError     a template or mless.yaml is wrong; names file and key
     │   └── RecordNotFoundError no single recorded invocation matches an id
     ├── AwsError                an AWS call failed; names the call and the resource
+    ├── LabAlreadyServingError  another lab serves the stack: stop that one first
     ├── AttachError             a function cannot be attached or restored as asked
     ├── BadMessageError         a message is unusable; the loop drops it and moves on
     └── HandlerError            the user's handler failed; its error goes to the caller

@@ -53,10 +53,10 @@ class PayloadStore:
         Without a payload bucket, an envelope too large for SQS raises
         EnvelopeTooLargeError as `wire.encode` does.
         """
-        # Each pass over a 5 MB event costs as much as putting it to S3, so
-        # none is made twice. A bulk longer than SQS's limit in characters
-        # is longer in bytes too: it goes to the bucket without being
-        # encoded for a message first.
+        # Each pass over a 5 MB event costs as much as putting it to S3. A
+        # bulk longer than SQS's limit in characters is longer in bytes too:
+        # it goes to the bucket without being encoded for a message first,
+        # so a large event is written out once (a small one, twice).
         limit = wire.SQS_MAX_MESSAGE_BYTES
         bulk = wire.bulk_of(envelope)
         if len(bulk.text) <= limit:

@@ -273,17 +273,13 @@ def encode_for_storage(envelope: Request | Reply, bulk: Bulk | None = None) -> b
     return head + b"\n" + text.encode("utf-8", "surrogatepass")
 
 
-def decode_from_storage(data: bytes) -> Envelope:
-    """Read what `encode_for_storage` wrote; raise EnvelopeError if it is not one."""
-    return read_from_storage(data)[0]
-
-
 def read_from_storage(data: bytes) -> tuple[Envelope, Bulk]:
-    """`decode_from_storage`, with the bulk's text as it was stored.
+    """Read what `encode_for_storage` wrote: the envelope, and its bulk as stored.
 
-    The lab hands a stored event's text to the execution environment as it
-    is, instead of writing the parsed event out again (16 ms for 5 MB). An
-    envelope stored whole has no bulk: Bulk(None, "").
+    Raises EnvelopeError if it is not an envelope. The lab hands a stored
+    event's text to the execution environment as it is, instead of writing
+    the parsed event out again (16 ms for 5 MB). An envelope stored whole
+    has no bulk: Bulk(None, "").
     """
     head, newline, bulk = data.partition(b"\n")
     if not newline:

@@ -1,4 +1,4 @@
-"""The Lambda stand-in fetches a function's configuration once per TTL, not per caller."""
+"""The Lambda stand-in fetches a configuration once per TTL, not once per caller."""
 
 from __future__ import annotations
 
