@@ -405,7 +405,7 @@ def test_a_poison_message_seen_twice_is_logged_and_dead_lettered_once(
 
 
 def test_throttled_sqs_and_s3_delay_an_invocation_but_lose_nothing(
-    local_cloud, serve, executions, caplog
+    local_cloud, serve, executions, sqs, caplog
 ):
     caplog.set_level(logging.WARNING, logger="bridge.retry")
     settings = deploy(
@@ -420,21 +420,27 @@ def test_throttled_sqs_and_s3_delay_an_invocation_but_lose_nothing(
     # Only reads: the lab's presence heartbeat, which it writes to S3 too,
     # must stay fresh, or the proxy would take the lab for gone.
     s3_throttled = Faults(lab_s3, "SlowDown", 503, {"GetObject"})
-    serve(
-        [settings],
-        sqs=lab_sqs,
-        s3=lab_s3,
-        reachability=Reachability(warn_after_seconds=2.0),
-    )
+    reachability = Reachability(warn_after_seconds=2.0)
+    serve([settings], sqs=lab_sqs, s3=lab_s3, reachability=reachability)
     time.sleep(1.5)  # the receivers are waiting on the queue
     sqs_throttled.on = s3_throttled.on = True
     # Over SQS's limit, so the lab must read the request from S3 too.
     event = {"id": "throttled", "blob": "x" * 1_200_000}
     invocation = invoke_in_background(local_cloud, settings.name, event)
 
-    time.sleep(3.5)
+    wait_until(
+        lambda: (
+            reachability.unreachable
+            and messages_in(sqs, local_cloud.queues.request_queue_url) > 0
+        ),
+        15,
+        "the request queued while the lab warns that AWS is out of reach",
+    )
     sqs_throttled.on = False
-    time.sleep(1.5)
+    # The lab's next receive comes after a jittered backoff of up to a few
+    # seconds; S3 stays throttled until the lab has met it at least once.
+    wait_until(lambda: s3_throttled.injected > 0, 15, "a throttled read from S3")
+    time.sleep(0.5)
     s3_throttled.on = False
     outcome = invocation.result(20)
 
