@@ -18,7 +18,8 @@ Stages, and what each guarantees:
    and shows how late it is (`catch_up`);
 4. reply: the outcome goes to the proxy's reply queue (`replies`);
 5. delete: the message is deleted only after its reply is sent, or after the
-   request was deliberately skipped; its stored body goes with it. A reply
+   request was deliberately skipped, with those that finish at about the
+   same time (`deletions`); its stored body goes with it. A reply
    that cannot be sent leaves the message to come back later, when the
    record answers it.
 
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.catch_up import CatchUp
 from bridge.clock import ClockOffset, now_ms
 from bridge.dead_letters import DeadLetters
+from bridge.deletions import Deletions
 from bridge.deliveries import Deliveries, SentReply, Verdict
 from bridge.environments.pool import Pool
 from bridge.environments.process import Invocation, Outcome
@@ -99,6 +101,9 @@ class Dispatcher:
             call=functools.partial(aws.call, within_seconds=HOUSEKEEPING_SECONDS),
         )
         self._replies = ReplySender(sqs, self._payloads, aws)
+        self._deletions = Deletions(
+            sqs, queues.request_queue_url, aws, within_seconds=HOUSEKEEPING_SECONDS
+        )
         self.dead_letters = DeadLetters(sqs, queues.dead_letter_queue_url, aws)
         self._deliveries = Deliveries()
         self._lock = threading.Lock()
@@ -161,6 +166,10 @@ class Dispatcher:
             self._cut_loose.update(m["ReceiptHandle"] for m in cut_loose)
         self.release(cut_loose)
         return len(cut_loose)
+
+    def finish_deletes(self, timeout: float) -> bool:
+        """Send the deletes still queued; whether they were sent within `timeout`."""
+        return self._deletions.close(timeout)
 
     def _open_and_serve(self, message: Message, envelope: wire.Envelope) -> None:
         correlation_id = envelope["correlation_id"]
@@ -393,16 +402,7 @@ class Dispatcher:
 
     def _delete(self, message: Message) -> None:
         self._held.let_go(message)
-        try:
-            self._aws.call(
-                self._sqs.delete_message,
-                within_seconds=HOUSEKEEPING_SECONDS,
-                QueueUrl=self._queues.request_queue_url,
-                ReceiptHandle=message["ReceiptHandle"],
-            )
-        except Exception as exc:
-            # It returns after its visibility timeout; the record drops it.
-            logger.warning("Could not delete message %s: %s", message["MessageId"], exc)
+        self._deletions.delete(message)
 
     def _discard(self, stored: wire.Stored) -> None:
         try:

@@ -17,7 +17,7 @@ when AWS has been out of reach for a while (`retry`). An error while
 handling one message is logged and leaves the message to return to the
 queue; the poller itself keeps going. `stop` stops receiving, makes the
 messages not yet started visible again at once and lets running invocations
-finish within a grace period.
+finish within a grace period, then sends the deletes still queued.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ BACKLOG_WAIT_SECONDS = 1
 # Pause after a receive failed for a reason retrying does not cure (no
 # permission, no queue), so that such a lab does not spin.
 RECEIVE_ERROR_PAUSE_SECONDS = 5.0
+
+# Stopping waits at least this long for the deletes still queued, even when
+# the grace period is over: a message left undeleted runs again later.
+LAST_DELETES_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,13 @@ class Poller:
             # NOTE: a message SQS hands to a poll nobody waits for any more
             # stays hidden until its visibility timeout ends.
             logger.info("Stopped without waiting for the last long polls")
+        remaining = give_up_at - time.monotonic()
+        if not self._dispatcher.finish_deletes(max(LAST_DELETES_SECONDS, remaining)):
+            logger.warning(
+                "Stopped before every answered request was deleted; those left "
+                "return to the queue after their visibility timeout, and a lab "
+                "that takes them runs them again"
+            )
         self._held.stop()
         self._workers.shutdown(wait=False)
 

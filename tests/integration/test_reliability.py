@@ -384,7 +384,7 @@ def test_a_poison_message_seen_twice_is_logged_and_dead_lettered_once(
     lab_sqs = own_client(local_cloud.endpoint_url, "sqs")
     # The first delete is refused, so the message comes back after its
     # (one-second) visibility timeout and is received a second time.
-    refuse_delete = Faults(lab_sqs, "AccessDenied", 403, {"DeleteMessage"})
+    refuse_delete = Faults(lab_sqs, "AccessDenied", 403, {"DeleteMessageBatch"})
     refuse_delete.on = refuse_delete.once = True
     lab = serve([settings], sqs=lab_sqs, visibility_timeout_seconds=1)
 

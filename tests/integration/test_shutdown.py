@@ -79,6 +79,8 @@ def test_a_signal_lets_the_running_invocation_finish_and_exits_0(
     assert json.loads(outcome.payload)["id"] == "finishing"
     assert executions.start_counts() == {"finishing": 1}
     assert lab.stats()["ran"] == 1
+    # Its delete was sent before the lab exited, not left to a thread.
+    assert _in_flight(local_cloud) == 0
 
 
 def test_requests_received_but_not_started_go_back_to_the_queue_at_once(
