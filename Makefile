@@ -27,8 +27,8 @@ bench: $(INSTALLED)
 	$(BIN)/python -m bench
 
 lint: $(INSTALLED)
-	$(BIN)/ruff format --check bridge lambda_proxy tests
-	$(BIN)/ruff check bridge lambda_proxy tests
+	$(BIN)/ruff format --check bridge lambda_proxy bench tests
+	$(BIN)/ruff check bridge lambda_proxy bench tests
 	$(BIN)/mypy
 
 clean:

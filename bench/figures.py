@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import threading
@@ -70,10 +71,13 @@ def invoke_pool(pool: Pool, request_id: str) -> Outcome:
 
 
 class BridgeRig:
-    """A local cloud with one no-op function served by a lab."""
+    """A local cloud with one no-op function served by a lab.
 
-    def __init__(self, concurrency: int = 64) -> None:
-        self.cloud = LocalCloud()
+    The local cloud starts moto's server, or uses the one at `endpoint_url`.
+    """
+
+    def __init__(self, concurrency: int = 64, endpoint_url: str | None = None) -> None:
+        self.cloud = LocalCloud(endpoint_url=endpoint_url)
         self.cloud.create_function("bench-noop", timeout_seconds=30)
         self.lab = Lab(
             self.cloud.clients.client("sqs"),
@@ -133,7 +137,8 @@ def warm_dispatch(rounds: int) -> Figure:
     try:
         invoke_pool(pool, "warm-up")
         dispatched = [
-            timed_ms(lambda i=i: invoke_pool(pool, f"r{i}")) for i in range(rounds)
+            timed_ms(functools.partial(invoke_pool, pool, f"r{i}"))
+            for i in range(rounds)
         ]
     finally:
         pool.close()
@@ -193,8 +198,10 @@ def throughput(rig: BridgeRig, concurrency: int, seconds: float) -> Figure:
     window_seconds = seconds / THROUGHPUT_WINDOWS
     windows = [
         (
-            _rate(rig.invoke, concurrency, window_seconds, warm=window == 0),
-            _rate(rig.echo.round_trip, concurrency, window_seconds, warm=window == 0),
+            measure_rate(rig.invoke, concurrency, window_seconds, warm=window == 0),
+            measure_rate(
+                rig.echo.round_trip, concurrency, window_seconds, warm=window == 0
+            ),
         )
         for window in range(THROUGHPUT_WINDOWS)
     ]
@@ -222,7 +229,7 @@ def throughput(rig: BridgeRig, concurrency: int, seconds: float) -> Figure:
     return _with_met(figure, met, *notes)
 
 
-def _rate(
+def measure_rate(
     action: Callable[[], None], concurrency: int, seconds: float, *, warm: bool
 ) -> tuple[float, str, float | None]:
     """Actions per second; a line on the CPU they used while timed; and the

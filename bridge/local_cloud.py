@@ -55,7 +55,7 @@ class MotoServer:
     """moto's server in a child process, bound to 127.0.0.1 on a free port."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
             [
@@ -391,7 +391,8 @@ def _package_with_proxy(code_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     # NOTE: the port is free when asked and taken by moto a moment later;
     # another process could take it in between, which start-up then reports.
     with socket.socket() as probe:

@@ -1,5 +1,7 @@
 """The trivial handler the benchmarks invoke: it returns its event."""
 
+from typing import Any
 
-def handler(event, context):
+
+def handler(event: Any, context: Any) -> Any:
     return event
