@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from bench.__main__ import measure
+from bench.stats import Figure
 
 
-def test_every_benchmark_figure_is_measured_with_its_baseline():
-    figures = measure(scale=0.02)
+@pytest.fixture(scope="module")
+def figures() -> list[Figure]:
+    """One smoke run for every test here: it takes a minute."""
+    return measure(scale=0.02)
 
+
+def test_every_benchmark_figure_is_measured_with_its_baseline(figures):
     names = [figure.name for figure in figures]
     assert {"warm dispatch", "cold start", "round trip"} <= set(names)
     assert [name for name in names if name.startswith("throughput")] == [
@@ -33,10 +40,8 @@ def test_every_benchmark_figure_is_measured_with_its_baseline():
         assert (figure.baseline is not None) == (figure.unit != "MB")
 
 
-def test_the_round_trip_says_where_its_cpu_went():
-    figures = {figure.name: figure for figure in measure(scale=0.02)}
-
-    notes = figures["round trip"].notes
+def test_the_round_trip_says_where_its_cpu_went(figures):
+    notes = next(figure.notes for figure in figures if figure.name == "round trip")
 
     # Linux's /proc names the endpoint and both execution environments.
     assert any(
