@@ -48,6 +48,7 @@ from bridge.errors import BadMessageError
 from bridge.replies import ReplySender, reply_to_outcome
 from bridge.retry import AwsCaller
 from bridge.visibility import HeldMessages
+from bridge.wakes import is_wake
 from lambda_proxy import wire
 from lambda_proxy.handler import LAB_ANSWER_MARGIN_MS
 from lambda_proxy.payloads import PayloadStore, StoredBodyGoneError
@@ -126,6 +127,10 @@ class Dispatcher:
 
     def handle(self, message: Message) -> None:
         """Take one received message to its end."""
+        if is_wake(message):
+            # An earlier lab's, left over when it stopped.
+            self._delete(message)
+            return
         try:
             envelope = _decode_request(message)
         except BadMessageError as exc:
@@ -147,7 +152,13 @@ class Dispatcher:
             self._open_and_serve(message, envelope)
 
     def release(self, messages: list[Message]) -> None:
-        """Make messages visible again at once, for this or another lab."""
+        """Make messages visible again at once, for this or another lab.
+
+        Wakes among them (`wakes`) have done their work and are deleted.
+        """
+        for wake in [message for message in messages if is_wake(message)]:
+            self._delete(wake)
+        messages = [message for message in messages if not is_wake(message)]
         if messages:
             self._count("released", len(messages))
             self._held.release(messages)

@@ -38,6 +38,7 @@ from bridge.dispatch import Dispatcher, OutcomeListener
 from bridge.environments.pool import Pool
 from bridge.retry import AwsCaller, Reachability
 from bridge.visibility import HeldMessages
+from bridge.wakes import is_wake, send_wakes
 
 __all__ = ["POLL_WAIT_SECONDS", "OutcomeListener", "Poller", "PollerStats", "Queues"]
 
@@ -58,6 +59,9 @@ BACKLOG_WAIT_SECONDS = 1
 # Pause after a receive failed for a reason retrying does not cure (no
 # permission, no queue), so that such a lab does not spin.
 RECEIVE_ERROR_PAUSE_SECONDS = 5.0
+
+# A stopping lab wakes the long polls still out again after this long.
+WAKE_AGAIN_SECONDS = 1.0
 
 # Stopping waits at least this long for the deletes still queued, even when
 # the grace period is over: a message left undeleted runs again later.
@@ -153,6 +157,7 @@ class Poller:
         self._free = threading.Semaphore(max_in_flight)
         self._workers = ThreadPoolExecutor(max_in_flight, thread_name_prefix="mless")
         self._received = 0
+        self._polling = 0  # receive calls out now
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -199,9 +204,9 @@ class Poller:
 
         Messages received but not started are made visible again at once,
         including those the receivers' last long polls bring in: they are
-        waited for within the grace period too. Invocations still running
-        after the grace period are cut loose: their messages are made visible
-        again and their outcomes are not sent.
+        woken (`wakes`) and waited for within the grace period too.
+        Invocations still running after the grace period are cut loose: their
+        messages are made visible again and their outcomes are not sent.
         """
         give_up_at = time.monotonic() + grace_seconds
         self._stopping.set()
@@ -213,7 +218,7 @@ class Poller:
                 cut_loose,
                 grace_seconds,
             )
-        if not self.join(give_up_at - time.monotonic()):
+        if not self._wake_and_join(give_up_at):
             # NOTE: a message SQS hands to a poll nobody waits for any more
             # stays hidden until its visibility timeout ends.
             logger.info("Stopped without waiting for the last long polls")
@@ -236,6 +241,23 @@ class Poller:
         for thread in self._threads:
             thread.join(max(0.0, give_up_at - time.monotonic()))
         return not any(thread.is_alive() for thread in self._threads)
+
+    def _wake_and_join(self, give_up_at: float) -> bool:
+        """Wait for the receivers to return, waking the long polls still out
+        (`wakes`); whether they all returned before `give_up_at`."""
+        while not self.join(0):
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._lock:
+                polling = self._polling
+            if polling:
+                send_wakes(
+                    self._sqs, self._queues.request_queue_url, polling, self._aws
+                )
+            # A poll may take several wakes and leave another poll waiting.
+            self.join(min(WAKE_AGAIN_SECONDS, remaining))
+        return True
 
     def _receive_loop(self, index: int) -> None:
         if index == 0:
@@ -289,6 +311,8 @@ class Poller:
         """Receive what the free workers can take, oldest first; hold it hidden."""
         visibility = self._visibility_seconds()
         wanted = self._take_free_workers(BATCH_SIZE)
+        with self._lock:
+            self._polling += 1
         try:
             response = self._aws.call(
                 self._sqs.receive_message,
@@ -306,11 +330,14 @@ class Poller:
         except BaseException:
             self._give_back(wanted)
             raise
+        finally:
+            with self._lock:
+                self._polling -= 1
         received_at, received_at_ms = time.monotonic(), now_ms()
         messages = response.get("Messages", [])
         self._give_back(wanted - len(messages))
         with self._lock:
-            self._received += len(messages)
+            self._received += sum(not is_wake(message) for message in messages)
         for message in messages:
             self._clock.observe(message.get("Attributes", {}), received_at_ms)
             self._held.hold(message, received_at)

@@ -3,8 +3,8 @@
 The first signal stops the lab gracefully: it stops receiving, makes the
 request messages it received but had not started visible again at once (for
 the next lab to take), and lets running invocations finish within a grace
-period, in which it also waits for the long polls on their way (up to
-POLL_WAIT_SECONDS) so that what they bring in is made visible again too;
+period, in which it also wakes the long polls on their way (`wakes`) and
+waits for them, so that what they bring in is made visible again too;
 `serve_until_signalled` then returns 0. A second signal while that
 happens exits at once (status 130): running invocations are cut short, and
 their messages return to the queue after the visibility timeout.
