@@ -103,7 +103,11 @@ class Dispatcher:
         )
         self._replies = ReplySender(sqs, self._payloads, aws)
         self._deletions = Deletions(
-            sqs, queues.request_queue_url, aws, within_seconds=HOUSEKEEPING_SECONDS
+            sqs,
+            queues.request_queue_url,
+            aws,
+            within_seconds=HOUSEKEEPING_SECONDS,
+            let_go=held.let_go,
         )
         self.dead_letters = DeadLetters(sqs, queues.dead_letter_queue_url, aws)
         self._deliveries = Deliveries()
@@ -128,7 +132,7 @@ class Dispatcher:
     def handle(self, message: Message) -> None:
         """Take one received message to its end."""
         if is_wake(message):
-            # An earlier lab's, left over when it stopped.
+            # Another lab's, or an earlier one's, left over when it stopped.
             self._delete(message)
             return
         try:
@@ -327,10 +331,14 @@ class Dispatcher:
     ) -> None:
         """Record the request as done; delete its message, copies and stored body."""
         held = self._deliveries.finish(envelope["correlation_id"], sent)
-        for copy in [message, *held]:
+        for copy in held:
             self._delete(copy)
-        if envelope["kind"] == "stored":
-            self._discard(envelope)
+        # The stored body goes once the message is gone: a message that comes
+        # back (its delete failed, the lab died) still finds its body.
+        stored = envelope if envelope["kind"] == "stored" else None
+        self._delete(
+            message, after=None if stored is None else lambda: self._discard(stored)
+        )
 
     def _resend(
         self, message: Message, envelope: wire.Envelope, sent: SentReply
@@ -411,9 +419,10 @@ class Dispatcher:
                 "Recording the outcome of request %s failed", request["request_id"]
             )
 
-    def _delete(self, message: Message) -> None:
-        self._held.let_go(message)
-        self._deletions.delete(message)
+    def _delete(
+        self, message: Message, after: Callable[[], None] | None = None
+    ) -> None:
+        self._deletions.delete(message, after)
 
     def _discard(self, stored: wire.Stored) -> None:
         try:

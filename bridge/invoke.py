@@ -53,8 +53,8 @@ def invoke_events(
             log,
             endpoint_url=cloud.endpoint_url,
             reload=False,
-            # A lab stopping waits for its long polls; on the local cloud short
-            # ones cost nothing, and the command ends as soon as it is done.
+            # On the local cloud short polls cost nothing, and a lab stopping
+            # needs no wakes for them: the command ends as soon as it is done.
             poll_wait_seconds=LOCAL_POLL_WAIT_SECONDS,
         )
         with lab:

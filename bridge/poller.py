@@ -63,8 +63,8 @@ RECEIVE_ERROR_PAUSE_SECONDS = 5.0
 # A stopping lab wakes the long polls still out again after this long.
 WAKE_AGAIN_SECONDS = 1.0
 
-# Stopping waits at least this long for the deletes still queued, even when
-# the grace period is over: a message left undeleted runs again later.
+# Stopping allows the deletes still queued at least this long, even when the
+# grace period is over: a message left undeleted runs again later.
 LAST_DELETES_SECONDS = 5.0
 
 
@@ -103,7 +103,7 @@ def _account_and_name(queue_url: str) -> tuple[str, str]:
 class PollerStats:
     """What the poller did with the messages it received, counted since start."""
 
-    received: int = 0  # messages, copies included
+    received: int = 0  # request messages, copies included (wakes not)
     ran: int = 0  # requests run to an outcome
     held_copies: int = 0  # copies that came while their request ran
     resent_replies: int = 0  # copies that came later and got the reply again
@@ -157,7 +157,8 @@ class Poller:
         self._free = threading.Semaphore(max_in_flight)
         self._workers = ThreadPoolExecutor(max_in_flight, thread_name_prefix="mless")
         self._received = 0
-        self._polling = 0  # receive calls out now
+        # When each receive call out now ends at the latest, by thread.
+        self._polls_ending: dict[int, float] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -221,13 +222,13 @@ class Poller:
         if not self._wake_and_join(give_up_at):
             # NOTE: a message SQS hands to a poll nobody waits for any more
             # stays hidden until its visibility timeout ends.
-            logger.info("Stopped without waiting for the last long polls")
+            logger.info("Stopped before the last long polls returned")
         remaining = give_up_at - time.monotonic()
         if not self._dispatcher.finish_deletes(max(LAST_DELETES_SECONDS, remaining)):
             logger.warning(
-                "Stopped before every answered request was deleted; those left "
-                "return to the queue after their visibility timeout, and a lab "
-                "that takes them runs them again"
+                "Stopped before every delete was sent: answered requests not "
+                "deleted return to the queue after their visibility timeout, "
+                "and a lab that takes them runs them again"
             )
         self._held.stop()
         self._workers.shutdown(wait=False)
@@ -249,15 +250,30 @@ class Poller:
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
                 return False
-            with self._lock:
-                polling = self._polling
-            if polling:
-                send_wakes(
-                    self._sqs, self._queues.request_queue_url, polling, self._aws
-                )
+            polls = self._polls_to_wake()
+            if polls and not self._aws.reachability.unreachable:
+                # On a thread of its own: AWS may be slow to answer, and the
+                # grace period bounds the stop, not the call.
+                threading.Thread(
+                    target=send_wakes,
+                    args=(self._sqs, self._queues.request_queue_url, polls, self._aws),
+                    name="mless-wakes",
+                    daemon=True,
+                ).start()
             # A poll may take several wakes and leave another poll waiting.
             self.join(min(WAKE_AGAIN_SECONDS, remaining))
         return True
+
+    def _polls_to_wake(self) -> int:
+        """Long polls out now with more than WAKE_AGAIN_SECONDS to go.
+
+        Shorter ones end on their own before another round of wakes, and a
+        wake sent to one that ends first would be left in the queue.
+        """
+        now = time.monotonic()
+        with self._lock:
+            ends = list(self._polls_ending.values())
+        return sum(ends_at - now > WAKE_AGAIN_SECONDS for ends_at in ends)
 
     def _receive_loop(self, index: int) -> None:
         if index == 0:
@@ -311,8 +327,13 @@ class Poller:
         """Receive what the free workers can take, oldest first; hold it hidden."""
         visibility = self._visibility_seconds()
         wanted = self._take_free_workers(BATCH_SIZE)
+        if self._stopping.is_set():
+            # It waited for a free worker while the lab began to stop.
+            self._give_back(wanted)
+            return []
+        poll = threading.get_ident()
         with self._lock:
-            self._polling += 1
+            self._polls_ending[poll] = time.monotonic() + wait_seconds
         try:
             response = self._aws.call(
                 self._sqs.receive_message,
@@ -332,7 +353,7 @@ class Poller:
             raise
         finally:
             with self._lock:
-                self._polling -= 1
+                del self._polls_ending[poll]
         received_at, received_at_ms = time.monotonic(), now_ms()
         messages = response.get("Messages", [])
         self._give_back(wanted - len(messages))

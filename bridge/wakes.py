@@ -29,12 +29,13 @@ BATCH_SIZE = 10
 
 
 def is_wake(message: dict[str, Any]) -> bool:
-    """Whether a received message is a wake (from this lab or an earlier one)."""
+    """Whether a received message is a wake: this lab's, or another's."""
     return bool(message.get("Body") == WAKE_BODY)
 
 
 def send_wakes(sqs: Any, queue_url: str, count: int, aws: AwsCaller) -> None:
-    """Send `count` wakes to the request queue; a failure is only logged."""
+    """Send `count` wakes (ten at most) to the request queue; a failure, or
+    an entry SQS refuses, leaves those polls to end on their own."""
     entries = [
         {"Id": str(index), "MessageBody": WAKE_BODY}
         for index in range(min(count, BATCH_SIZE))
@@ -48,4 +49,4 @@ def send_wakes(sqs: Any, queue_url: str, count: int, aws: AwsCaller) -> None:
         )
     except Exception as exc:
         # The polls then end on their own, up to their wait time later.
-        logger.debug("Could not wake the lab's long polls: %s", exc)
+        logger.info("Could not wake the lab's long polls: %s", exc)

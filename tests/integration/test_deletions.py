@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
 from bridge.deletions import Deletions
 from bridge.retry import AwsCaller
@@ -123,7 +124,7 @@ def test_close_sends_what_is_queued_and_later_deletes_go_at_once(sqs, queue_url)
     assert calls.sizes == [1, 3, 1]
 
 
-def test_a_message_sqs_will_not_delete_is_named_and_the_rest_are_deleted(
+def test_a_message_sqs_will_not_delete_is_named_and_the_others_go(
     sqs, queue_url, caplog
 ):
     deletions = Deletions(sqs, queue_url, AwsCaller(), within_seconds=5)
@@ -134,13 +135,16 @@ def test_a_message_sqs_will_not_delete_is_named_and_the_rest_are_deleted(
     blocker = received(sqs, queue_url, 1)[0]
     deletions.delete(blocker)
     assert calls.first_started.wait(5)
-    deletions.delete(stale)
-    deletions.delete(good)
+    finished = []
+    deletions.delete(stale, after=lambda: finished.append("stale"))
+    deletions.delete(good, after=lambda: finished.append("good"))
     calls.let_first_go.set()
 
     assert deletions.close(5)
     assert calls.sizes == [1, 2]
     assert messages_left(sqs, queue_url) == 0
+    # What follows a delete (a stored body's removal) follows only a delete.
+    assert finished == ["good"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("Could not delete message stale-message: ")
@@ -165,3 +169,46 @@ def test_a_refused_call_is_logged_and_leaves_the_message_in_the_queue(
     deletions.delete(message)
     wait_for_empty(sqs, queue_url)
     assert deletions.close(5)
+
+
+def test_an_entry_sqs_failed_on_its_side_is_sent_again(moto_client):
+    # moto never fails an entry on its own side; botocore's Stubber does.
+    sqs = moto_client("sqs")
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/requests"
+    blocker, first, second = (
+        {"MessageId": name, "ReceiptHandle": f"handle-{name}"}
+        for name in ("blocker", "first", "second")
+    )
+    failed_once = {"Id": "1", "SenderFault": False, "Code": "InternalError"}
+    calls = DeleteCalls(sqs)
+    calls.let_first_go.clear()
+    finished: list[str] = []
+    with Stubber(sqs) as stubber:
+        for entries, failed in (
+            ([blocker], []),
+            ([first, second], [failed_once]),
+            ([second], []),
+        ):
+            stubber.add_response(
+                "delete_message_batch",
+                {"Successful": [], "Failed": failed},
+                {"QueueUrl": url, "Entries": entries_for(*entries)},
+            )
+        deletions = Deletions(sqs, url, AwsCaller(), within_seconds=5)
+        deletions.delete(blocker)
+        assert calls.first_started.wait(5)
+        deletions.delete(first, after=lambda: finished.append("first"))
+        deletions.delete(second, after=lambda: finished.append("second"))
+        calls.let_first_go.set()
+        assert deletions.close(5)
+
+        stubber.assert_no_pending_responses()
+    assert calls.sizes == [1, 2, 1]
+    assert finished == ["first", "second"]
+
+
+def entries_for(*messages: dict[str, str]) -> list[dict[str, str]]:
+    return [
+        {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+        for index, message in enumerate(messages)
+    ]
