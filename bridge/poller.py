@@ -6,7 +6,9 @@ Stages of one request message and what each guarantees:
    messages than there are free workers; from then on the lab keeps each
    message hidden for as long as the lab holds it (`visibility`). What
    already waits when the lab starts is taken first and started oldest
-   first (`catch_up`);
+   first (`catch_up`). A receiver hands its messages to worker threads, but
+   handles the newest one itself while another receiver still polls: that
+   saves a thread hand-off on every invocation's path;
 2. validate, dedupe, run, reply, delete (`dispatch`): a message that is not a
    valid request is never run and ends in the dead-letter queue; a request
    delivered twice runs once; a message is deleted only after its reply is
@@ -157,6 +159,8 @@ class Poller:
         self._free = threading.Semaphore(max_in_flight)
         self._workers = ThreadPoolExecutor(max_in_flight, thread_name_prefix="mless")
         self._received = 0
+        # Receivers handling a message themselves right now (`_receive_batch`).
+        self._receivers_handling = 0
         # When each receive call out now ends at the latest, by thread.
         self._polls_ending: dict[int, float] = {}
         self._lock = threading.Lock()
@@ -321,7 +325,31 @@ class Poller:
         return int(response["Attributes"].get("ApproximateNumberOfMessages", 0))
 
     def _receive_batch(self) -> None:
-        self._dispatch(self._receive(self._poll_wait_seconds))
+        messages = self._receive(self._poll_wait_seconds)
+        if not messages or self._stopping.is_set() or not self._may_handle_one_here():
+            self._dispatch(messages)
+            return
+        try:
+            # The older ones are handed on first: none waits for a newer one.
+            self._dispatch(messages[:-1])
+            self._handle_and_free(messages[-1])
+        finally:
+            with self._lock:
+                self._receivers_handling -= 1
+
+    def _may_handle_one_here(self) -> bool:
+        """Whether this receiver may handle a message itself: while another polls.
+
+        Handing a message to a worker thread costs the invocation a switch
+        of Python's GIL, which waits while this receiver prepares its next
+        long poll: about 2 ms of a 30 ms round trip, measured on the local
+        cloud (`bench`).
+        """
+        with self._lock:
+            if self._receivers_handling >= self._receivers - 1:
+                return False
+            self._receivers_handling += 1
+            return True
 
     def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
         """Receive what the free workers can take, oldest first; hold it hidden."""

@@ -18,9 +18,15 @@ def _note(line):
 
 
 def record(event, context):
-    """Note the start and end of this execution by the event's id; maybe sleep."""
+    """Note the start and end of this execution by the event's id; maybe sleep,
+    or wait until the test creates the file `until` names (for 30 s at most)."""
     _note(f"start {event['id']} {os.getpid()} {context.aws_request_id}")
     time.sleep(event.get("sleep", 0))
+    give_up_at = time.monotonic() + 30
+    while "until" in event and not os.path.exists(event["until"]):
+        if time.monotonic() > give_up_at:
+            raise TimeoutError(f"{event['until']} never appeared")
+        time.sleep(0.02)
     _note(f"end {event['id']} {os.getpid()}")
     return {"id": event["id"], "pid": os.getpid()}
 
