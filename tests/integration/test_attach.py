@@ -35,11 +35,12 @@ from bridge.attach import (
     recover_stale,
 )
 from bridge.config import FunctionSettings
+from bridge.deploy import deploy_stack
 from bridge.errors import AttachError, ConfigurationError
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 from bridge.snapshots import SNAPSHOT_TAG, FunctionState, LocalSnapshots, Session
-from bridge.stack import StackOutputs, StackSettings, deploy_stack
+from bridge.stack import StackOutputs, StackSettings
 
 MakeClient = Callable[..., Any]
 
