@@ -34,7 +34,6 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError, WaiterError
 
-from bridge.config import DeployedFunction
 from bridge.errors import (
     AttachError,
     AwsError,
@@ -42,6 +41,7 @@ from bridge.errors import (
     calling_aws,
     error_code,
 )
+from bridge.function_catalog import DeployedFunction
 from bridge.proxy_layer import find_proxy_layer, proxy_layer_name, unversioned
 from bridge.snapshots import (
     FunctionState,

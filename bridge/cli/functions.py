@@ -202,8 +202,9 @@ def run(
         attached_while_running,
         recover_stale,
     )
-    from bridge.config import load_project_config, served_functions
+    from bridge.config import load_project_config
     from bridge.errors import LabAlreadyServingError
+    from bridge.function_catalog import served_functions
     from bridge.heartbeat import other_lab_serving
     from bridge.lab import Lab
     from bridge.poller import Queues

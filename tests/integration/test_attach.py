@@ -34,9 +34,9 @@ from bridge.attach import (
     attached_while_running,
     recover_stale,
 )
-from bridge.config import FunctionSettings
 from bridge.deploy import deploy_stack
 from bridge.errors import AttachError, ConfigurationError
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 from bridge.snapshots import SNAPSHOT_TAG, FunctionState, LocalSnapshots, Session
