@@ -16,10 +16,10 @@ from typing import Any
 from bench import cpu
 from bench.floor import SqsEcho
 from bench.stats import Figure, Summary, timed_ms
-from bridge.config import FunctionSettings
 from bridge.environments.pool import Pool
 from bridge.environments.process import Invocation, Outcome
 from bridge.environments.variables import Platform
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 

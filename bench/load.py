@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.config import FunctionSettings
 from bridge.environments.process import Outcome
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 from bridge.poller import PollerStats

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from bench.figures import SilentLog, invoke_pool
 from bench.stats import Figure, Summary
-from bridge.config import FunctionSettings
 from bridge.environments.pool import Pool
 from bridge.environments.variables import Platform
+from bridge.function_settings import FunctionSettings
 from bridge.reload import CodeWatcher
 
 SOURCE = "VERSION = {n}\n\ndef handler(event, context):\n    return VERSION\n"

@@ -14,35 +14,29 @@ either the function untouched or a snapshot that restores it:
    code stays as deployed, so any runtime can be attached and detaching is
    a change of configuration only.
 
-If the switch fails, the grant and the snapshot are undone. Detaching puts
-the recorded configuration back in one update (less the layer versions
-deleted in the meantime, which Lambda refuses), takes the policy back unless
-another attached function shares the role or it was there before, compares
-the result with the snapshot field by field, and forgets the snapshot. A
-function that another tool redeployed in the meantime no longer runs the
-proxy: its configuration is left as deployed and the report says so.
+If the switch fails, the grant and the snapshot are undone. An `Attacher`
+detaches too, as `detach` describes; `run_attachments` attaches functions
+for the length of one `mless run`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from enum import Enum
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError, WaiterError
-
-from bridge.config import DeployedFunction
-from bridge.errors import (
-    AttachError,
-    AwsError,
-    ConfigurationError,
-    calling_aws,
-    error_code,
+from bridge.detach import Detacher, DetachPlan, DetachReport
+from bridge.errors import AttachError, ConfigurationError
+from bridge.function_catalog import DeployedFunction
+from bridge.function_configuration import (
+    PROXY_HANDLER,
+    PROXY_RUNTIME,
+    UPDATE_POLL_SECONDS,
+    AttachmentState,
+    FunctionConfigurations,
 )
-from bridge.proxy_layer import find_proxy_layer, proxy_layer_name, unversioned
+from bridge.proxy_layer import find_proxy_layer, proxy_layer_name
 from bridge.snapshots import (
     FunctionState,
     LocalSnapshots,
@@ -55,29 +49,16 @@ from bridge.stack import StackOutputs
 
 logger = logging.getLogger(__name__)
 
-PROXY_HANDLER = "lambda_proxy.handler.handler"
-PROXY_RUNTIME = "python3.12"
 PROXY_VARIABLE_PREFIX = "MLESS_"
 DEBUG_TIMEOUT_SECONDS = 900
 # Lambda allows five layers; the proxy's takes one of them.
 MAX_LAYERS = 5
-# Lambda applies a configuration change in a few seconds; these bound a stuck one.
-UPDATE_POLL_SECONDS = 1
-UPDATE_POLL_ATTEMPTS = 300
 
 
 class ClientFactory(Protocol):
     """Makes boto3 clients (bridge.aws.Clients is one)."""
 
     def client(self, service: str) -> Any: ...
-
-
-class AttachmentState(Enum):
-    """Whether an attached function still runs the proxy."""
-
-    ATTACHED = "attached"
-    REDEPLOYED = "redeployed by another tool: no longer runs the proxy"
-    MISSING = "no longer exists"
 
 
 @dataclass(frozen=True)
@@ -122,52 +103,6 @@ class AttachPlan:
         return lines
 
 
-@dataclass(frozen=True)
-class DetachPlan:
-    """What detaching one function will do."""
-
-    snapshot: Snapshot
-    state: AttachmentState
-    revoke_policy: bool
-
-    @property
-    def function_name(self) -> str:
-        return self.snapshot.function_name
-
-    def steps(self) -> list[str]:
-        """The plan in words, one line per step."""
-        name = self.function_name
-        lines = []
-        if self.state is AttachmentState.ATTACHED:
-            lines.append(
-                f"{name}: restore the configuration recorded {self.snapshot.taken_at}"
-            )
-        else:
-            lines.append(f"{name}: {self.state.value}; leave it as it is")
-        if self.revoke_policy:
-            lines.append(
-                f"{name}: detach {self.snapshot.policy_arn} from role "
-                f"{self.snapshot.role_name}"
-            )
-        lines.append(f"{name}: forget the snapshot")
-        return lines
-
-
-@dataclass(frozen=True)
-class DetachReport:
-    """How a detach went: exact when `differences` and `problems` are empty."""
-
-    function_name: str
-    restored: bool
-    differences: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    @property
-    def exact(self) -> bool:
-        return not self.differences and not self.problems
-
-
 class Attacher:
     """Attaches functions to one account and region's proxy, and detaches them."""
 
@@ -179,9 +114,11 @@ class Attacher:
         poll_seconds: float = UPDATE_POLL_SECONDS,
     ) -> None:
         self._lambda = clients.client("lambda")
-        self._iam = clients.client("iam")
+        self._configurations = FunctionConfigurations(
+            self._lambda, clients.client("iam"), poll_seconds=poll_seconds
+        )
         self.snapshots = SnapshotStore(self._lambda, clients.client("s3"), local)
-        self._poll_seconds = poll_seconds
+        self._detacher = Detacher(self._configurations, self.snapshots)
 
     # -- attach -----------------------------------------------------------------
 
@@ -194,7 +131,7 @@ class Attacher:
         session: Session | None = None,
     ) -> AttachPlan:
         """Decide how to attach a function (a name or an unqualified ARN)."""
-        configuration = self._configuration(function)
+        configuration = self._configurations.get(function)
         if configuration is None:
             raise AttachError(function, "no such function in this account and region.")
         name = configuration["FunctionName"]
@@ -247,7 +184,9 @@ class Attacher:
             snapshot=snapshot,
             target=target,
             grant_policy=not snapshot.policy_was_attached
-            and not self._role_has_policy(role_name, snapshot.policy_arn),
+            and not self._configurations.role_has_policy(
+                role_name, snapshot.policy_arn
+            ),
             notes=tuple(self._notes(configuration)),
         )
 
@@ -256,7 +195,7 @@ class Attacher:
         if plan.previous is not None:
             self.snapshots.record(plan.snapshot)
             if plan.change_timeout:
-                self._update(
+                self._configurations.update(
                     plan.function_name, {"Timeout": plan.target.timeout_seconds}
                 )
             return plan.snapshot
@@ -264,10 +203,12 @@ class Attacher:
         try:
             self.snapshots.record(plan.snapshot)
             if plan.grant_policy:
-                self._grant(plan.snapshot)
+                self._configurations.grant(plan.snapshot)
                 granted = True
             self._check_unchanged(plan)
-            self._update(plan.function_name, plan.target.update_arguments())
+            self._configurations.update(
+                plan.function_name, plan.target.update_arguments()
+            )
         except BaseException:
             self._undo(plan, granted)
             raise
@@ -279,12 +220,12 @@ class Attacher:
         try:
             # A refused update should change nothing, but a stand-in may have
             # applied part of it; the snapshot puts back whatever it did.
-            configuration = self._configuration(plan.function_name) or {}
+            configuration = self._configurations.get(plan.function_name) or {}
             current = FunctionState.of(configuration)
             if current != plan.snapshot.state:
-                self._restore(plan.snapshot, current)
+                self._configurations.restore(plan.snapshot, current)
             if granted:
-                self._revoke(plan.snapshot)
+                self._configurations.revoke(plan.snapshot)
             self.snapshots.forget(plan.snapshot)
         except Exception:
             # The failure that started this is the one to report; a snapshot
@@ -295,62 +236,11 @@ class Attacher:
 
     def plan_detach(self, function: str | Snapshot) -> DetachPlan:
         """Decide how to detach a function, from its snapshot here or in AWS."""
-        if isinstance(function, Snapshot):
-            snapshot: Snapshot | None = function
-            configuration = self._configuration(function.function_name)
-        else:
-            configuration = self._configuration(function)
-            snapshot = None
-            if configuration is not None:
-                snapshot = self.snapshots.find(
-                    configuration["FunctionName"], configuration["FunctionArn"]
-                )
-            snapshot = snapshot or self.snapshots.find_here(function)
-        if snapshot is None:
-            raise ConfigurationError(
-                f"Function {function} is not attached: no snapshot of it was found "
-                "on this machine or in AWS."
-            )
-        state = self.state_of(snapshot, configuration)
-        return DetachPlan(
-            snapshot=snapshot,
-            state=state,
-            revoke_policy=not snapshot.policy_was_attached
-            and not self._role_shared(snapshot),
-        )
+        return self._detacher.plan_detach(function)
 
     def detach(self, plan: DetachPlan) -> DetachReport:
         """Carry out a detach plan and report how exact the restore was."""
-        snapshot = plan.snapshot
-        notes: list[str] = []
-        problems = []
-        if plan.state is AttachmentState.ATTACHED:
-            problems += self._restore(snapshot, None)
-        else:
-            notes.append(f"{plan.state.value}; its configuration was left as it is")
-        if plan.revoke_policy:
-            try:
-                self._revoke(snapshot)
-            except AwsError as exc:
-                problems.append(
-                    f"the policy {snapshot.policy_arn} is still on role "
-                    f"{snapshot.role_name}: {exc}"
-                )
-        differences: list[str] = []
-        if plan.state is AttachmentState.ATTACHED:
-            configuration = self._configuration(snapshot.function_name) or {}
-            differences = snapshot.state.differences(FunctionState.of(configuration))
-        if differences or problems:
-            kept = self.snapshots.local.archive(snapshot)
-            notes.append(f"the snapshot is kept at {kept}")
-        self.snapshots.forget(snapshot)
-        return DetachReport(
-            function_name=snapshot.function_name,
-            restored=plan.state is AttachmentState.ATTACHED,
-            differences=tuple(differences),
-            problems=tuple(problems),
-            notes=tuple(notes),
-        )
+        return self._detacher.detach(plan)
 
     # -- what is attached ---------------------------------------------------------
 
@@ -366,7 +256,7 @@ class Attacher:
 
     def deployed(self, function: str) -> DeployedFunction | None:
         """Return a function's own handler and runtime, as it runs without mless."""
-        configuration = self._configuration(function)
+        configuration = self._configurations.get(function)
         if configuration is None:
             return None
         name = configuration["FunctionName"]
@@ -377,29 +267,17 @@ class Attacher:
         ):
             state = snapshot.state
         return DeployedFunction(
-            name, state.handler, state.runtime, self._reserved_concurrency(name)
+            name,
+            state.handler,
+            state.runtime,
+            self._configurations.reserved_concurrency(name),
         )
-
-    def _reserved_concurrency(self, function: str) -> int | None:
-        """The function's reserved concurrency; None when it has none (or 0)."""
-        with calling_aws(f"function {function}"):
-            answer = self._lambda.get_function_concurrency(FunctionName=function)
-        return answer.get("ReservedConcurrentExecutions") or None
 
     def state_of(
         self, snapshot: Snapshot, configuration: Mapping[str, Any] | None = None
     ) -> AttachmentState:
         """Whether the function of a snapshot still runs the proxy."""
-        if configuration is None:
-            configuration = self._configuration(snapshot.function_name)
-        if configuration is None:
-            return AttachmentState.MISSING
-        state = FunctionState.of(configuration)
-        proxy_layer = unversioned(snapshot.proxy_layer_arn)
-        runs_proxy = state.handler == PROXY_HANDLER and any(
-            unversioned(arn) == proxy_layer for arn in state.layers
-        )
-        return AttachmentState.ATTACHED if runs_proxy else AttachmentState.REDEPLOYED
+        return self._configurations.state_of(snapshot, configuration)
 
     # -- steps --------------------------------------------------------------------
 
@@ -428,100 +306,17 @@ class Attacher:
             and timeout_seconds != current.timeout_seconds,
         )
 
-    def _restore(self, snapshot: Snapshot, current: FunctionState | None) -> list[str]:
-        """Put a snapshot's configuration back; return what could not be.
-
-        Given the `current` state, only the fields that differ are set.
-        """
-        arguments = snapshot.state.update_arguments(current)
-        if not arguments:
-            return []
-        try:
-            self._update(snapshot.function_name, arguments)
-            return []
-        except AwsError:
-            gone = [arn for arn in snapshot.state.layers if not self._layer_exists(arn)]
-            if not gone:
-                raise
-        # Lambda lets a function keep a layer version deleted while it used
-        # it, but refuses one named anew in its configuration.
-        arguments["Layers"] = [a for a in snapshot.state.layers if a not in gone]
-        self._update(snapshot.function_name, arguments)
-        return [
-            f"layer {arn} was deleted while the function was attached; Lambda "
-            "cannot add it back"
-            for arn in gone
-        ]
-
-    def _layer_exists(self, layer_version_arn: str) -> bool:
-        layer, _, version = layer_version_arn.rpartition(":")
-        try:
-            self._lambda.get_layer_version(LayerName=layer, VersionNumber=int(version))
-        except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return False
-            raise AwsError.from_client_error(exc, f"layer {layer_version_arn}") from exc
-        return True
-
-    def _grant(self, snapshot: Snapshot) -> None:
-        with calling_aws(f"role {snapshot.role_name}"):
-            self._iam.attach_role_policy(
-                RoleName=snapshot.role_name, PolicyArn=snapshot.policy_arn
-            )
-
-    def _revoke(self, snapshot: Snapshot) -> None:
-        try:
-            self._iam.detach_role_policy(
-                RoleName=snapshot.role_name, PolicyArn=snapshot.policy_arn
-            )
-        except ClientError as exc:
-            # Already gone (taken by hand, or the role was deleted): nothing to undo.
-            if error_code(exc) != "NoSuchEntity":
-                raise AwsError.from_client_error(
-                    exc, f"role {snapshot.role_name}"
-                ) from exc
-
-    def _update(self, function_name: str, arguments: Mapping[str, Any]) -> None:
-        """Change a function's configuration and wait until Lambda has applied it."""
-        with calling_aws(f"function {function_name}"):
-            self._lambda.update_function_configuration(
-                FunctionName=function_name, **arguments
-            )
-        try:
-            self._lambda.get_waiter("function_updated").wait(
-                FunctionName=function_name,
-                WaiterConfig={
-                    "Delay": self._poll_seconds,
-                    "MaxAttempts": UPDATE_POLL_ATTEMPTS,
-                },
-            )
-        except WaiterError as exc:
-            raise AttachError(
-                function_name, f"Lambda did not apply the change: {exc}"
-            ) from exc
-
     def _check_unchanged(self, plan: AttachPlan) -> None:
         # Whatever changed since the snapshot would be lost by the restore.
-        configuration = self._configuration(plan.function_name) or {}
+        configuration = self._configurations.get(plan.function_name) or {}
         if FunctionState.of(configuration) != plan.snapshot.state:
             raise AttachError(
                 plan.function_name,
                 "its configuration changed while it was being attached; try again.",
             )
 
-    def _configuration(self, function: str) -> dict[str, Any] | None:
-        try:
-            configuration: dict[str, Any] = self._lambda.get_function_configuration(
-                FunctionName=function
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return None
-            raise AwsError.from_client_error(exc, f"function {function}") from exc
-        return configuration
-
     def _proxy_variables(self, outputs: StackOutputs) -> dict[str, str]:
-        proxy = self._configuration(outputs.proxy_function_name)
+        proxy = self._configurations.get(outputs.proxy_function_name)
         if proxy is None:
             raise ConfigurationError(
                 f"The proxy function {outputs.proxy_function_name} of stack "
@@ -541,28 +336,7 @@ class Attacher:
         for other in self.attached(outputs):
             if other.role_name == role_name and other.function_name != name:
                 return other.policy_was_attached
-        return self._role_has_policy(role_name, policy_arn)
-
-    def _role_has_policy(self, role_name: str, policy_arn: str) -> bool:
-        pages = self._iam.get_paginator("list_attached_role_policies").paginate(
-            RoleName=role_name
-        )
-        with calling_aws(f"role {role_name}"):
-            return any(
-                policy["PolicyArn"] == policy_arn
-                for page in pages
-                for policy in page["AttachedPolicies"]
-            )
-
-    def _role_shared(self, snapshot: Snapshot) -> bool:
-        """Whether another function attached to the same stack has the same role."""
-        return any(
-            other.role_name == snapshot.role_name
-            and other.function_name != snapshot.function_name
-            for other in self.snapshots.of_stack(
-                snapshot.stack_name, snapshot.account_region, snapshot.bucket
-            )
-        )
+        return self._configurations.role_has_policy(role_name, policy_arn)
 
     def _notes(self, configuration: Mapping[str, Any]) -> Iterator[str]:
         name = configuration["FunctionName"]
@@ -608,116 +382,6 @@ def _check_attachable(name: str, configuration: Mapping[str, Any]) -> None:
             name,
             f"its variables {', '.join(taken)} use the prefix the proxy reserves.",
         )
-
-
-@contextmanager
-def attached_while_running(
-    attacher: Attacher,
-    outputs: StackOutputs,
-    functions: Sequence[str],
-    *,
-    timeout_seconds: int | None,
-    say: Callable[[str], None],
-) -> Iterator[list[Snapshot]]:
-    """Attach functions for one `mless run`, and detach them when it ends.
-
-    A function attached already by `mless attach`, or by another run still
-    going, is served but left attached at the end. One left attached by a
-    run that ended without detaching it is taken over.
-    """
-    session = Session.current()
-    ours: list[Snapshot] = []
-    served: list[Snapshot] = []
-    try:
-        for function in functions:
-            plan = attacher.plan_attach(
-                function, outputs, timeout_seconds=timeout_seconds, session=session
-            )
-            previous = plan.previous
-            if previous is not None and not _left_behind(previous):
-                say(f"{plan.function_name} is attached already; it stays attached")
-                served.append(previous)
-                continue
-            for note in plan.notes:
-                say(f"note: {note}")
-            snapshot = attacher.attach(plan)
-            verb = "took over" if previous is not None else "attached"
-            say(f"{verb} {plan.function_name}")
-            ours.append(snapshot)
-            served.append(snapshot)
-        yield served
-    finally:
-        for snapshot in reversed(ours):
-            _detach_at_the_end(attacher, snapshot, say)
-
-
-def _detach_at_the_end(
-    attacher: Attacher, snapshot: Snapshot, say: Callable[[str], None]
-) -> None:
-    # One function that cannot be detached must not keep the others attached.
-    try:
-        report = attacher.detach(attacher.plan_detach(snapshot))
-    except Exception as exc:
-        logger.debug("detaching %s failed", snapshot.function_name, exc_info=True)
-        say(
-            f"could not detach {snapshot.function_name}: {exc}; the next "
-            f"`mless run` or `mless detach {snapshot.function_name}` restores it"
-        )
-        return
-    for line in describe_report(report):
-        say(line)
-
-
-def recover_stale(
-    attacher: Attacher,
-    outputs: StackOutputs,
-    *,
-    keep: Sequence[str],
-    confirm: Callable[[Snapshot], bool],
-    say: Callable[[str], None],
-) -> list[DetachReport]:
-    """Detach what runs that ended without detaching left attached.
-
-    Functions named in `keep` are left for the new run to take over; for the
-    others, `confirm` decides, and what was done is said.
-    """
-    reports = []
-    for snapshot in attacher.stale(outputs):
-        if snapshot.function_name in keep:
-            continue
-        pid = snapshot.session.pid if snapshot.session else "?"
-        say(
-            f"{snapshot.function_name} was left attached by mless run (pid {pid}) "
-            f"since {snapshot.taken_at}"
-        )
-        if not confirm(snapshot):
-            say(f"{snapshot.function_name} stays attached; `mless detach` restores it")
-            continue
-        report = attacher.detach(attacher.plan_detach(snapshot))
-        reports.append(report)
-        for line in describe_report(report):
-            say(line)
-    return reports
-
-
-def _left_behind(snapshot: Snapshot) -> bool:
-    return snapshot.session is not None and snapshot.session.is_gone()
-
-
-def describe_report(report: DetachReport) -> list[str]:
-    """The lines that tell the user how a detach went."""
-    name = report.function_name
-    if report.restored and report.exact:
-        head = f"detached {name}: restored exactly"
-    elif report.restored:
-        head = f"detached {name}: restored, but not exactly"
-    else:
-        head = f"detached {name}"
-    lines = [head]
-    lines += [f"  differs: {line}" for line in report.differences]
-    lines += [f"  problem: {line}" for line in report.problems]
-    lines += [f"  note: {line}" for line in report.notes]
-    return lines
 
 
 def _account_region(outputs: StackOutputs) -> str:

@@ -1,119 +1,37 @@
-"""Lab-side settings of each function: where its code is and how to run it.
+"""The project's mless.yaml, read and checked value by value.
 
-They come from three places, the first that says something winning: the
-project's mless.yaml, the function's SAM or CloudFormation template, and the
-function's deployed configuration in AWS (its handler and runtime).
+The file holds the lab-side settings of a project, all optional:
+
+    stack: mless                 the mless stack to serve
+    template: template.yaml      a SAM or CloudFormation template of the functions
+    template_stack: my-app       the stack deployed from that template
+    reload: false                keep environments when the code changes (default true)
+    functions:
+      HashFunction:              a logical id in the template, or a name in AWS
+        name: my-app-hash        the function's name in AWS
+        proxy: true              its events go to the stack's proxy function
+        code_dir: src/hash       handler: app.handler    runtime: python3.12
+        interpreter: .venv/bin/python
+        layers: [layers/common]
+        concurrency: 2
+        environment: {STAGE: dev}
+        debugger: {kind: debugpy, host: 127.0.0.1, port: 5678, wait: true}
+
+Relative paths are relative to the file.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import NoReturn
 
 import yaml  # type: ignore[import-untyped]
 
 from bridge.environments.variables import RESERVED_NAMES
-from bridge.errors import ConfigFileError, ConfigurationError
-from bridge.templates import TemplateFunction, sam_stack_name, template_functions
-
-logger = logging.getLogger(__name__)
-
-PYTHON_RUNTIME_PREFIX = "python"
-NODE_RUNTIME_PREFIX = "nodejs"
-
-
-def current_python_runtime() -> str:
-    """The Lambda runtime name matching the interpreter running the lab."""
-    return f"python{sys.version_info.major}.{sys.version_info.minor}"
-
-
-class DebuggerKind(Enum):
-    """The debuggers an execution environment can run under."""
-
-    DEBUGPY = "debugpy"  # VS Code: the environment listens, the IDE attaches
-    PYDEVD = "pydevd"  # PyCharm, PyDev: the environment connects to the IDE
-    NODE_INSPECT = "node-inspect"  # Chrome DevTools, VS Code: node --inspect
-
-
-@dataclass(frozen=True)
-class DebuggerSettings:
-    """Where a function's execution environments meet the developer's debugger."""
-
-    kind: DebuggerKind
-    host: str = "127.0.0.1"
-    port: int = 5678
-    wait: bool = True
-
-
-@dataclass(frozen=True)
-class FunctionSettings:
-    """How the lab runs one function.
-
-    `name` is the function's name in AWS; requests for it run `handler` from
-    `code_dir`, as Lambda runs it from /var/task.
-    """
-
-    name: str
-    handler: str
-    code_dir: Path
-    runtime: str = field(default_factory=current_python_runtime)
-    interpreter: str | None = None
-    layers: tuple[Path, ...] = ()
-    concurrency: int = 10
-    environment: tuple[tuple[str, str], ...] = ()
-    debugger: DebuggerSettings | None = None
-
-    def __post_init__(self) -> None:
-        if not self.code_dir.is_dir():
-            raise ConfigurationError(
-                f"The code directory {self.code_dir} of function {self.name!r} "
-                "does not exist."
-            )
-        if "." not in self.handler:
-            raise ConfigurationError(
-                f"The handler {self.handler!r} of function {self.name!r} is not "
-                "of the form module.function (for example app.handler)."
-            )
-        if not self.runtime.startswith((PYTHON_RUNTIME_PREFIX, NODE_RUNTIME_PREFIX)):
-            raise ConfigurationError(
-                f"The runtime {self.runtime!r} of function {self.name!r} is not "
-                "supported; mless runs pythonX.Y and nodejsNN.x functions."
-            )
-        if self.concurrency < 1:
-            raise ConfigurationError(
-                f"The concurrency of function {self.name!r} must be at least 1."
-            )
-
-    @property
-    def is_python(self) -> bool:
-        return self.runtime.startswith(PYTHON_RUNTIME_PREFIX)
-
-
-# --- mless.yaml ---------------------------------------------------------------
-#
-# The lab-side settings of a project, all optional:
-#
-#   stack: mless                 the mless stack to serve
-#   template: template.yaml      a SAM or CloudFormation template of the functions
-#   template_stack: my-app       the stack deployed from that template
-#   reload: false                keep environments when the code changes (default true)
-#   functions:
-#     HashFunction:              a logical id in the template, or a name in AWS
-#       name: my-app-hash        the function's name in AWS
-#       proxy: true              its events go to the stack's proxy function
-#       code_dir: src/hash       handler: app.handler    runtime: python3.12
-#       interpreter: .venv/bin/python
-#       layers: [layers/common]
-#       concurrency: 2
-#       environment: {STAGE: dev}
-#       debugger: {kind: debugpy, host: 127.0.0.1, port: 5678, wait: true}
-#
-# Relative paths are relative to the file.
+from bridge.errors import ConfigFileError
+from bridge.function_settings import DebuggerKind, DebuggerSettings
 
 CONFIG_FILE_NAME = "mless.yaml"
 
@@ -348,210 +266,3 @@ class _Reader:
         if not path.is_dir():
             self.refuse(key, "the path of an existing directory", value)
         return path
-
-
-# --- From the files to the lab ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeployedFunction:
-    """A function's handler and runtime as deployed: the last source of each."""
-
-    name: str
-    handler: str
-    runtime: str
-    # Lambda never runs more environments of a function than its reserved
-    # concurrency, so neither does the lab unless mless.yaml says otherwise.
-    reserved_concurrency: int | None = None
-
-
-@dataclass(frozen=True)
-class _Entry:
-    name: str | None
-    config: FunctionConfig | None = None
-    template: TemplateFunction | None = None
-
-    @property
-    def label(self) -> str:
-        if self.config is not None:
-            return self.config.key
-        return self.template.logical_id if self.template else str(self.name)
-
-
-class FunctionCatalog:
-    """Every function mless.yaml and the template name, by their names in AWS.
-
-    A template function's name in AWS is its FunctionName, or the physical id
-    of its logical id in the stack deployed from the template.
-    """
-
-    def __init__(
-        self,
-        config: ProjectConfig,
-        template: Mapping[str, TemplateFunction] | None = None,
-        *,
-        physical_ids: Mapping[str, str] | None = None,
-        proxy_function_name: str | None = None,
-    ) -> None:
-        self._config = config
-        self._entries = _entries(
-            config, template or {}, physical_ids or {}, proxy_function_name
-        )
-
-    def aws_name(self, key: str) -> str:
-        """Return the AWS name of a function named by key, logical id or AWS name."""
-        entry = self._find(key)
-        if entry is None:
-            return key
-        if entry.name is None:
-            raise ConfigurationError(
-                f"The name in AWS of {key!r} is not known: deploy its template and "
-                f"set template_stack in {CONFIG_FILE_NAME}, or set "
-                f"functions.{key}.name there."
-            )
-        return entry.name
-
-    def names(self) -> list[str]:
-        """Return the AWS names of every function whose name is known."""
-        return [entry.name for entry in self._entries if entry.name is not None]
-
-    def settings(
-        self,
-        name: str,
-        deployed: DeployedFunction | None = None,
-        default_code_dir: Path | None = None,
-    ) -> FunctionSettings:
-        """Return how the lab runs a function, from whatever names it."""
-        entry = self._find(name) or _Entry(name)
-        config = entry.config or FunctionConfig(key=name)
-        template = entry.template
-        handler = config.handler or (template and template.handler)
-        runtime = config.runtime or (template and template.runtime)
-        if deployed is not None:
-            handler, runtime = handler or deployed.handler, runtime or deployed.runtime
-        code_dir = config.code_dir or (template.code_dir if template else None)
-        if code_dir is None and template is None:
-            code_dir = default_code_dir
-        if not handler or code_dir is None:
-            missing = "handler" if not handler else "code_dir"
-            raise ConfigurationError(
-                f"The {missing} of function {name!r} is not known: set "
-                f"functions.{entry.label}.{missing} in {CONFIG_FILE_NAME}."
-            )
-        template_environment = template.environment if template else ()
-        return FunctionSettings(
-            name=name,
-            handler=handler,
-            code_dir=code_dir,
-            runtime=runtime or current_python_runtime(),
-            interpreter=config.interpreter,
-            layers=(template.layers if template else ()) + config.layers,
-            concurrency=config.concurrency
-            or (deployed.reserved_concurrency if deployed else None)
-            or FunctionSettings.concurrency,
-            environment=tuple(dict(template_environment + config.environment).items()),
-            debugger=config.debugger,
-        )
-
-    def _find(self, key: str) -> _Entry | None:
-        for entry in self._entries:
-            keys = {entry.name, entry.label}
-            if entry.template is not None:
-                keys.add(entry.template.logical_id)
-            if key in keys:
-                return entry
-        return None
-
-
-def _entries(
-    config: ProjectConfig,
-    template: Mapping[str, TemplateFunction],
-    physical_ids: Mapping[str, str],
-    proxy_function_name: str | None,
-) -> list[_Entry]:
-    entries = []
-    for logical_id, function in template.items():
-        own = config.functions.get(logical_id)
-        entries.append(
-            _Entry(
-                _entry_name(own, proxy_function_name)
-                or function.function_name
-                or physical_ids.get(logical_id),
-                own,
-                function,
-            )
-        )
-    for key, own in config.functions.items():
-        if key not in template:
-            name = _entry_name(own, proxy_function_name)
-            entries.append(_Entry(name if own.proxy else name or key, own))
-    return entries
-
-
-def _entry_name(
-    config: FunctionConfig | None, proxy_function_name: str | None
-) -> str | None:
-    if config is None:
-        return None
-    if config.proxy:
-        # Without the stack at hand, the proxy's name stays unknown.
-        return proxy_function_name
-    return config.name
-
-
-def load_catalog(
-    config: ProjectConfig,
-    template: Path | None = None,
-    *,
-    region: str | None = None,
-    physical_ids_of: Callable[[str], Mapping[str, str]] | None = None,
-    proxy_function_name: str | None = None,
-) -> FunctionCatalog:
-    """Return the functions of mless.yaml and of a template (by default its own).
-
-    The stack deployed from the template is mless.yaml's template_stack, else
-    the one in the template's samconfig.toml; `physical_ids_of` reads its
-    resources' names, which is how a function's logical id finds its name.
-    """
-    template = template or config.template
-    if template is None:
-        return FunctionCatalog(config, proxy_function_name=proxy_function_name)
-    template_stack = config.template_stack or sam_stack_name(template)
-    physical_ids: Mapping[str, str] = {}
-    if template_stack and physical_ids_of is not None:
-        physical_ids = physical_ids_of(template_stack)
-    functions = template_functions(
-        template, region=region, stack_name=template_stack, physical_ids=physical_ids
-    )
-    return FunctionCatalog(
-        config,
-        functions,
-        physical_ids=physical_ids,
-        proxy_function_name=proxy_function_name,
-    )
-
-
-def served_functions(
-    catalog: FunctionCatalog,
-    required: Sequence[str],
-    deployed_of: Callable[[str], DeployedFunction | None],
-    default_code_dir: Path,
-) -> list[FunctionSettings]:
-    """Return the settings of every function the lab can serve, by AWS name.
-
-    Each function in `required` must have settings: its error is raised. The
-    catalog's other functions are served when their files say enough.
-    """
-    settings = {}
-    for name in required:
-        if name not in settings:
-            deployed = deployed_of(name)
-            settings[name] = catalog.settings(name, deployed, default_code_dir)
-    for name in catalog.names():
-        if name in settings:
-            continue
-        try:
-            settings[name] = catalog.settings(name)
-        except ConfigurationError as exc:
-            logger.debug("not serving %s: %s", name, exc)
-    return list(settings.values())

@@ -19,9 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bridge.config import FunctionSettings
 from bridge.environments.pool import InvocationLog
 from bridge.environments.process import Outcome
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LOCAL_POLL_WAIT_SECONDS, LocalCloud
 from lambda_proxy import wire

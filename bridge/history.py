@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from bridge.config import FunctionSettings
 from bridge.environments.process import Outcome
 from bridge.errors import RecordNotFoundError
 from bridge.event_source import event_source
+from bridge.function_settings import FunctionSettings
 from bridge.poller import OutcomeListener
 from lambda_proxy import wire
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bridge.config import FunctionSettings
 from bridge.environments.pool import InvocationLog
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.lambda_service import InvokeResult
 from bridge.local_cloud import LOCAL_POLL_WAIT_SECONDS, LocalCloud

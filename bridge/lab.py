@@ -13,9 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from bridge.aws import clients_of, quiet_wire_logs
 from bridge.catch_up import CatchUp
-from bridge.config import FunctionSettings
 from bridge.environments.pool import InvocationLog, Pool
 from bridge.environments.variables import Platform
+from bridge.function_settings import FunctionSettings
 from bridge.heartbeat import LabHeartbeat
 from bridge.poller import POLL_WAIT_SECONDS, OutcomeListener, Poller, Queues
 from bridge.reload import CodeWatcher

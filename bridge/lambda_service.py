@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bridge.clock import now_ms
-from bridge.config import FunctionSettings
 from bridge.environments.pool import Pool
 from bridge.environments.process import Invocation, Outcome
 from bridge.environments.variables import Platform, credential_variables
 from bridge.errors import ConfigurationError
+from bridge.function_settings import FunctionSettings
 from lambda_proxy import wire
 
 T = TypeVar("T")

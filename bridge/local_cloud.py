@@ -30,11 +30,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bridge.aws import Clients
+from bridge.deploy import deploy_stack, ensure_code_bucket
 from bridge.errors import AwsError, ConfigurationError
 from bridge.lambda_service import LambdaService
 from bridge.packaging import build_proxy_zip, code_key
 from bridge.poller import Queues
-from bridge.stack import StackOutputs, deploy_stack, ensure_code_bucket
+from bridge.stack import StackOutputs
 
 logger = logging.getLogger(__name__)
 

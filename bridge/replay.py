@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.clock import now_ms
-from bridge.config import FunctionSettings, current_python_runtime
 from bridge.environments.pool import InvocationLog, Pool
 from bridge.environments.process import Invocation, Outcome
 from bridge.environments.variables import Platform
 from bridge.errors import ConfigurationError
+from bridge.function_settings import FunctionSettings, current_python_runtime
 from bridge.history import Record, recorded_outcome
 from lambda_proxy import wire
 

@@ -146,7 +146,7 @@ def load_catalog_for(
     template: Path | None,
     proxy_function_name: str | None,
 ) -> Any:
-    from bridge.config import load_catalog
+    from bridge.function_catalog import load_catalog
     from bridge.templates import deployed_physical_ids
 
     cloudformation = clients.client("cloudformation")

@@ -93,7 +93,14 @@ def deploy(
     Packages and uploads the proxy itself and shows the stack's events while
     it waits. Prints the stack's outputs.
     """
-    from bridge import stack
+    from bridge.deploy import (
+        apply_deploy,
+        code_bucket_name,
+        ensure_code_bucket,
+        plan_deploy,
+    )
+    from bridge.deploy_preview import describe_plan, preview_changes
+    from bridge.stack import StackSettings, read_stack_settings
 
     with user_errors(context):
         name = stack_name_of(stack_name)
@@ -108,8 +115,8 @@ def deploy(
             "mode": mode,
             "attachable_functions": attachable_functions,
         }
-        current = stack.read_stack_settings(cloudformation, name)
-        base = current or stack.StackSettings(name_prefix=name)
+        current = read_stack_settings(cloudformation, name)
+        base = current or StackSettings(name_prefix=name)
         settings = dataclasses.replace(
             base, **{k: v for k, v in tuned.items() if v is not None}
         )
@@ -118,10 +125,10 @@ def deploy(
         if dry_run:
             # The bucket's name only: a dry run creates nothing.
             account = sts.get_caller_identity()["Account"]
-            bucket = stack.code_bucket_name(account, clients.region)
+            bucket = code_bucket_name(account, clients.region)
         else:
-            bucket = stack.ensure_code_bucket(s3, sts, clients.region)
-        plan = stack.plan_deploy(
+            bucket = ensure_code_bucket(s3, sts, clients.region)
+        plan = plan_deploy(
             cloudformation,
             s3,
             stack_name=name,
@@ -131,12 +138,12 @@ def deploy(
             lambda_client=lambda_client,
         )
         if dry_run:
-            changes = stack.preview_changes(cloudformation, plan)
-            for line in stack.describe_plan(plan, changes):
+            changes = preview_changes(cloudformation, plan)
+            for line in describe_plan(plan, changes):
                 click.echo(line)
             return
         progress(f"stack {name} in {clients.region}: {plan.action.value}")
-        outputs = stack.apply_deploy(
+        outputs = apply_deploy(
             plan, cloudformation, s3, on_event=progress, lambda_client=lambda_client
         )
     _print_outputs(outputs, as_json)
@@ -168,7 +175,8 @@ def destroy(
     Refuses while functions are attached to it: detach them first.
     """
     from bridge.attach import Attacher
-    from bridge.stack import destroy_stack, read_stack_outputs
+    from bridge.stack import read_stack_outputs
+    from bridge.teardown import destroy_stack
 
     with user_errors(context):
         name = stack_name_of(stack_name)
@@ -214,11 +222,11 @@ def status(
 ) -> None:
     """Show the stack, its attached functions, its queues and whether a lab listens."""
     from bridge.attach import Attacher
-    from bridge.stack import (
+    from bridge.stack import read_stack_outputs
+    from bridge.stack_status import (
         read_function_mode,
         read_lab_presence,
         read_queue_depths,
-        read_stack_outputs,
     )
     from lambda_proxy.presence import Presence
 

@@ -111,8 +111,9 @@ def detach(
 
     Says what differs, if a restore cannot be exact, and exits 1 then.
     """
-    from bridge.attach import Attacher, describe_report
+    from bridge.attach import Attacher
     from bridge.config import load_project_config
+    from bridge.detach import describe_report
     from bridge.stack import read_stack_outputs
 
     exact = True
@@ -196,17 +197,14 @@ def run(
     left attached when it ended are restored first (after asking, on a
     terminal).
     """
-    from bridge.attach import (
-        DEBUG_TIMEOUT_SECONDS,
-        Attacher,
-        attached_while_running,
-        recover_stale,
-    )
-    from bridge.config import load_project_config, served_functions
+    from bridge.attach import DEBUG_TIMEOUT_SECONDS, Attacher
+    from bridge.config import load_project_config
     from bridge.errors import LabAlreadyServingError
+    from bridge.function_catalog import served_functions
     from bridge.heartbeat import other_lab_serving
     from bridge.lab import Lab
     from bridge.poller import Queues
+    from bridge.run_attachments import attached_while_running, recover_stale
     from bridge.shutdown import serve_until_signalled
     from bridge.stack import read_stack_outputs
 

@@ -16,14 +16,14 @@ from bridge.cli.common import (
     key_value,
     user_errors,
 )
-from bridge.config import (
+from bridge.console import Console
+from bridge.errors import ConfigurationError
+from bridge.function_settings import (
     DebuggerKind,
     DebuggerSettings,
     FunctionSettings,
     current_python_runtime,
 )
-from bridge.console import Console
-from bridge.errors import ConfigurationError
 
 
 @click.command()

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.config import DebuggerKind, DebuggerSettings, FunctionSettings
 from bridge.environments import interpreters
 from bridge.errors import ConfigurationError
+from bridge.function_settings import DebuggerKind, DebuggerSettings, FunctionSettings
 
 # The distribution the lab lends to an interpreter that lacks the debugger.
 PYTHON_DEBUGGER_DISTRIBUTIONS = {

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.clock import now_ms
-from bridge.config import FunctionSettings
 from bridge.environments import debuggers, interpreters
 from bridge.environments.process import ExecutionEnvironment, Invocation, Outcome
 from bridge.environments.variables import Platform, lambda_environment
+from bridge.function_settings import FunctionSettings
 from lambda_proxy import wire
 
 logger = logging.getLogger(__name__)

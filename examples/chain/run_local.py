@@ -23,9 +23,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bridge.config import FunctionSettings
 from bridge.console import Console
 from bridge.environments.pool import InvocationLog
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 from bridge.poller import OutcomeListener

@@ -31,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 
 def main(config: dict[str, Any]) -> int:
     from bridge.aws import Clients
-    from bridge.config import FunctionSettings
     from bridge.console import Console
+    from bridge.function_settings import FunctionSettings
     from bridge.lab import Lab
     from bridge.poller import Queues
     from bridge.shutdown import serve_until_signalled

@@ -20,7 +20,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from bridge.clock import now_ms
-from bridge.config import FunctionSettings
+from bridge.function_settings import FunctionSettings
 from lambda_proxy import wire
 
 HANDLERS = Path(__file__).parent / "handlers"

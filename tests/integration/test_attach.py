@@ -27,19 +27,16 @@ from typing import Any
 
 import pytest
 
-from bridge.attach import (
-    PROXY_HANDLER,
-    Attacher,
-    AttachmentState,
-    attached_while_running,
-    recover_stale,
-)
-from bridge.config import FunctionSettings
+from bridge.attach import Attacher
+from bridge.deploy import deploy_stack
 from bridge.errors import AttachError, ConfigurationError
+from bridge.function_configuration import PROXY_HANDLER, AttachmentState
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
+from bridge.run_attachments import attached_while_running, recover_stale
 from bridge.snapshots import SNAPSHOT_TAG, FunctionState, LocalSnapshots, Session
-from bridge.stack import StackOutputs, StackSettings, deploy_stack
+from bridge.stack import StackOutputs, StackSettings
 
 MakeClient = Callable[..., Any]
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.config import FunctionSettings
+from bridge.function_settings import FunctionSettings
 from bridge.history import History, HistoryRecorder
 from bridge.lab import Lab
 

@@ -32,9 +32,10 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
+from bridge.deploy import deploy_stack
 from bridge.local_cloud import LocalCloud
 from bridge.snapshots import FunctionState
-from bridge.stack import StackOutputs, StackSettings, deploy_stack
+from bridge.stack import StackOutputs, StackSettings
 
 START_SECONDS = 60.0
 STOP_SECONDS = 60.0

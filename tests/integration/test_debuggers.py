@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config import DebuggerKind, DebuggerSettings, FunctionSettings
 from bridge.environments import debuggers, interpreters
+from bridge.function_settings import DebuggerKind, DebuggerSettings, FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.config import FunctionSettings
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 

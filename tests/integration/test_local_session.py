@@ -8,8 +8,8 @@ import threading
 import time
 
 from bridge.aws import Clients
-from bridge.config import FunctionSettings
 from bridge.demo import EXAMPLE_DIR
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_session import LocalFunction, run_local_cloud
 from bridge.poller import Queues

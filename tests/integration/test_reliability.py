@@ -34,7 +34,7 @@ from reliability_support import (
     wait_until,
 )
 
-from bridge.config import FunctionSettings
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.retry import Reachability
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config import FunctionSettings
 from bridge.environments.process import Outcome
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.local_cloud import LocalCloud
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from bridge.config import FunctionSettings
 from bridge.console import Console
 from bridge.errors import ConfigurationError
+from bridge.function_settings import FunctionSettings
 from bridge.history import History, HistoryRecorder, Record
 from bridge.lab import Lab
 from bridge.replay import replay, save_fixture, settings_for

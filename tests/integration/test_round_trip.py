@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from reliability_support import messages_in, wait_until
 
-from bridge.config import FunctionSettings
+from bridge.function_settings import FunctionSettings
 
 HANDLERS = Path(__file__).parent / "handlers"
 EVENTS = Path(__file__).parent.parent / "events"

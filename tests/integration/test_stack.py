@@ -23,20 +23,18 @@ from typing import Any
 
 import pytest
 
-from bridge.errors import StackNotFoundError
-from bridge.packaging import build_proxy_zip, code_key
-from bridge.stack import (
+from bridge.deploy import (
     DeployAction,
     DeployPlan,
-    StackOutputs,
-    StackSettings,
     apply_deploy,
     deploy_stack,
-    destroy_stack,
     ensure_code_bucket,
     plan_deploy,
-    read_stack_outputs,
 )
+from bridge.errors import StackNotFoundError
+from bridge.packaging import build_proxy_zip, code_key
+from bridge.stack import StackOutputs, StackSettings, read_stack_outputs
+from bridge.teardown import destroy_stack
 
 MakeClient = Callable[..., Any]
 HASH_TEMPLATE = Path(__file__).resolve().parents[2] / "examples/hash/template.yaml"

@@ -6,17 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import (
-    DebuggerKind,
-    DebuggerSettings,
+from bridge.config import ProjectConfig, load_project_config
+from bridge.errors import ConfigFileError, ConfigurationError
+from bridge.function_catalog import (
     DeployedFunction,
     FunctionCatalog,
-    ProjectConfig,
     load_catalog,
-    load_project_config,
     served_functions,
 )
-from bridge.errors import ConfigFileError, ConfigurationError
+from bridge.function_settings import DebuggerKind, DebuggerSettings
 from bridge.templates import (
     default_context,
     load_template,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bridge.config import FunctionSettings
 from bridge.environments.process import Outcome
 from bridge.errors import ConfigurationError, RecordNotFoundError
+from bridge.function_settings import FunctionSettings
 from bridge.history import (
     History,
     HistoryRecorder,

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from bridge.config import FunctionSettings
 from bridge.environments import interpreters
 from bridge.environments.pool import Pool
 from bridge.environments.process import Invocation, Outcome
 from bridge.environments.variables import Platform
 from bridge.errors import ConfigurationError
+from bridge.function_settings import FunctionSettings
 
 LAB_VERSION = sys.version_info[:2]
 OTHER_VERSIONS = [(3, minor) for minor in range(9, 14) if (3, minor) != LAB_VERSION]

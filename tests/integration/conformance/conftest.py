@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from bridge.config import FunctionSettings
 from bridge.console import report_line
 from bridge.environments.process import Outcome
+from bridge.function_settings import FunctionSettings
 from bridge.lab import Lab
 from bridge.lambda_service import InvokeResult
 from bridge.local_cloud import LocalCloud
