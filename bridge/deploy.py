@@ -144,6 +144,9 @@ def plan_deploy(
 ) -> DeployPlan:
     """Decide what deploying this package and these settings would change.
 
+    Without `settings`, the defaults, with the stack's name as the prefix of
+    the proxy function's and reply queues' names (as `mless deploy` does), so
+    that two stacks in one account and region do not claim the same names.
     `layer` is the proxy's layer package; by default it is built from the
     installed proxy, as `code` usually is. Without `lambda_client` the plan
     leaves the proxy's layer as it is.
@@ -151,7 +154,8 @@ def plan_deploy(
     template_body = read_template() if template_body is None else template_body
     layer = build_proxy_layer_zip() if layer is None else layer
     key = code_key(code)
-    parameters = (settings or StackSettings()).parameters(code_bucket, key)
+    settings = settings or StackSettings(name_prefix=stack_name)
+    parameters = settings.parameters(code_bucket, key)
     stack = describe_stack(cloudformation, stack_name)
     current: dict[str, str] = {}
     template_changed = True

@@ -156,6 +156,30 @@ def test_proxy_function_runs_the_proxy_handler_with_the_stacks_settings(
     }
 
 
+def test_two_stacks_deployed_with_default_settings_keep_their_proxies_apart(
+    moto_client: MakeClient,
+) -> None:
+    names = [f"mless-apart-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    outputs = [
+        deploy_stack(
+            moto_client("cloudformation"),
+            moto_client("s3"),
+            moto_client("sts"),
+            stack_name=name,
+            sleep=lambda seconds: None,
+        )
+        for name in names
+    ]
+
+    assert [o.proxy_function_name for o in outputs] == [f"{n}-proxy" for n in names]
+    assert [o.reply_queue_prefix for o in outputs] == [f"{n}-reply-" for n in names]
+    for stack in outputs:
+        variables = moto_client("lambda").get_function_configuration(
+            FunctionName=stack.proxy_function_name
+        )["Environment"]["Variables"]
+        assert variables["MLESS_REQUEST_QUEUE_URL"] == stack.request_queue_url
+
+
 def test_request_queue_is_encrypted_and_redrives_to_the_dead_letter_queue(
     deployed: Deployed, moto_client: MakeClient
 ) -> None:
