@@ -73,8 +73,9 @@ def row(figure: Figure) -> str:
 def write(results: list[Figure], elapsed: float, quick: bool) -> None:
     RESULTS.mkdir(exist_ok=True)
     name = "quick" if quick else "latest"
+    described = machine()
     data = {
-        "machine": machine(),
+        "machine": described,
         "seconds": round(elapsed, 1),
         "figures": [figure.as_dict() for figure in results],
     }
@@ -83,8 +84,14 @@ def write(results: list[Figure], elapsed: float, quick: bool) -> None:
         "| figure | median | p99 | samples | baseline median | ratio | target | |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
+    measured_on = (
+        f"Measured on {described['cpus']} CPUs ({described['processor']}), "
+        f"Python {described['python']}, {described['platform']}, "
+        f"in {elapsed:.0f} s, by `make bench`.\n\n"
+    )
     notes = [f"- {f.name}: {note}" for f in results for note in f.notes]
-    text = header + "\n".join(row(f) for f in results) + "\n\n" + "\n".join(notes)
+    rows = "\n".join(row(f) for f in results)
+    text = measured_on + header + rows + "\n\n" + "\n".join(notes)
     (RESULTS / f"{name}.md").write_text(text + "\n")
 
 
