@@ -1,9 +1,10 @@
 """The floor: one request and one reply carried by bare SQS calls, nothing else.
 
-An echo thread long-polls a request queue and sends each body to a reply
-queue; the caller sends, long-polls the reply queue and deletes, as the proxy
-does. This is what two SQS hops cost on the endpoint, with no envelope, no
-execution environment and no proxy around them.
+An echo thread long-polls a request queue, sends each body to a reply queue
+and deletes what it answered with one DeleteMessageBatch per receive, as the
+lab does; the caller sends, long-polls the reply queue and deletes, as the
+proxy does. This is what two SQS hops cost on the endpoint, with no envelope,
+no execution environment and no proxy around them.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ class SqsEcho:
             ).get("Messages", [])
             for message in received:
                 self._sqs.send_message(QueueUrl=message["Body"], MessageBody="reply")
-                self._sqs.delete_message(
-                    QueueUrl=self.requests, ReceiptHandle=message["ReceiptHandle"]
+            if received:
+                self._sqs.delete_message_batch(
+                    QueueUrl=self.requests,
+                    Entries=[
+                        {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                        for index, message in enumerate(received)
+                    ],
                 )
