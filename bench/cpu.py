@@ -31,6 +31,7 @@ class CpuMeter:
     def __init__(self) -> None:
         self._processes = _this_and_children()
         self._before = {pid: _cpu_ms(pid) for pid in self._processes}
+        self._machine_before = _machine_cpu_ms()
         self._started = time.monotonic()
 
     def per_action(self, count: int) -> dict[str, float]:
@@ -42,12 +43,21 @@ class CpuMeter:
         return {name: round(ms, 2) for name, ms in used.items()}
 
     def busy_percent(self) -> float | None:
-        """How much of the machine's CPU the processes used so far."""
+        """How much of the machine's CPU these processes used so far."""
         if not self._processes:
             return None
-        used_ms = sum(self.per_action(1).values())
+        return self._percent_of_machine(sum(self.per_action(1).values()))
+
+    def machine_busy_percent(self) -> float | None:
+        """How much of the machine's CPU anything used so far, ours or not."""
+        if self._machine_before is None:
+            return None
+        busy_ms = (_machine_cpu_ms() or 0.0) - self._machine_before
+        return self._percent_of_machine(busy_ms)
+
+    def _percent_of_machine(self, busy_ms: float) -> float:
         wall_ms = (time.monotonic() - self._started) * 1000
-        return 100 * used_ms / (wall_ms * (os.cpu_count() or 1))
+        return 100 * busy_ms / (wall_ms * (os.cpu_count() or 1))
 
 
 def cpu_ms_per_action(action: Callable[[], None], count: int) -> dict[str, float]:
@@ -115,3 +125,16 @@ def _cpu_ms(pid: int) -> float:
     # After the command: state is field 3 of stat(5), utime 14 and stime 15.
     ticks = int(fields[11]) + int(fields[12])
     return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_ms() -> float | None:
+    """The CPU time every core of the machine has spent busy since boot."""
+    try:
+        with open(_PROC / "stat", encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # proc(5): user, nice, system, idle, iowait, irq, softirq, steal, ...;
+    # guest time is already counted in user.
+    busy_ticks = sum(fields[:8]) - fields[3] - fields[4]
+    return busy_ticks * 1000 / os.sysconf("SC_CLK_TCK")

@@ -257,11 +257,14 @@ def measure_rate(
     for thread in threads:
         thread.join()
     rate = sum(done) / (time.monotonic() - started)
-    busy = meter.busy_percent()
+    busy, machine_busy = meter.busy_percent(), meter.machine_busy_percent()
     used = meter.per_action(sum(done))
     line = cpu.described(used)
-    if busy is not None:
-        line += f"; the machine's CPU {busy:.0f} % busy"
+    if busy is not None and machine_busy is not None:
+        line += (
+            f"; these processes used {busy:.0f} % of the machine's CPU, "
+            f"everything on it {machine_busy:.0f} %"
+        )
     return rate, line, used.get(cpu.ENDPOINT)
 
 
