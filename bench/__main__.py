@@ -84,10 +84,11 @@ def write(results: list[Figure], elapsed: float, quick: bool) -> None:
         "| figure | median | p99 | samples | baseline median | ratio | target | |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
+    command = "python -m bench --quick" if quick else "make bench"
     measured_on = (
         f"Measured on {described['cpus']} CPUs ({described['processor']}), "
         f"Python {described['python']}, {described['platform']}, "
-        f"in {elapsed:.0f} s, by `make bench`.\n\n"
+        f"in {elapsed:.0f} s, by `{command}`.\n\n"
     )
     notes = [f"- {f.name}: {note}" for f in results for note in f.notes]
     rows = "\n".join(row(f) for f in results)
