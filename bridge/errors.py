@@ -6,6 +6,7 @@
     │   ├── ConfigFileError     a template or mless.yaml is wrong; names file and key
     │   └── RecordNotFoundError no single recorded invocation matches an id
     ├── AwsError                an AWS call failed; names the call and the resource
+    │   └── AwsUnreachableError nothing answered at AWS's address or the endpoint's
     ├── LabAlreadyServingError  another lab serves the stack: stop that one first
     ├── AttachError             a function cannot be attached or restored as asked
     ├── BadMessageError         a message is unusable; the loop drops it and moves on
@@ -112,13 +113,27 @@ def from_botocore(exc: Exception) -> MlessError | None:
         )
     if isinstance(exc, botocore_errors.PartialCredentialsError):
         return ConfigurationError(f"{exc}; check the profile or the AWS_* variables.")
-    if isinstance(exc, botocore_errors.EndpointConnectionError):
-        return AwsError("Connecting", exc.kwargs.get("endpoint_url", "AWS"), str(exc))
     if isinstance(exc, botocore_errors.ClientError):
         return AwsError.from_client_error(exc, "AWS")
+    if isinstance(exc, botocore_errors.BotoCoreError) and "endpoint_url" in exc.kwargs:
+        # Connection refused, read timeout: nothing answered at that address.
+        return AwsUnreachableError(str(exc))
     if isinstance(exc, botocore_errors.BotoCoreError):
-        return AwsError("Calling AWS", "AWS", str(exc))
+        return MlessError(" ".join(str(exc).split()))
     return None
+
+
+class AwsUnreachableError(AwsError):
+    """Nothing answered at AWS's address, or at the --endpoint-url given."""
+
+    def __init__(self, detail: str) -> None:
+        MlessError.__init__(
+            self,
+            f"{detail}. Check the network and the region, or that --endpoint-url "
+            "names a running endpoint (`mless local` for the local cloud).",
+        )
+        self.operation = ""
+        self.resource = ""
 
 
 class BadMessageError(MlessError):

@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from botocore.exceptions import ClientError
+
 from bridge.clock import now_ms
 from bridge.environments.pool import Pool
 from bridge.environments.process import Invocation, Outcome
@@ -111,7 +113,13 @@ class LambdaService:
         invocation_type: str = "RequestResponse",
         client_context: str | None = None,
     ) -> InvokeResult:
-        """Invoke a function: wait for it, or queue it for an Event invocation."""
+        """Invoke a function: wait for it, or queue it for an Event invocation.
+
+        A payload over Lambda's limit for a synchronous invocation is refused
+        before anything runs, with Lambda's own error (a botocore ClientError).
+        """
+        if invocation_type != "Event" and len(payload) > wire.LAMBDA_EVENT_MAX_BYTES:
+            raise _request_too_large()
         try:
             event_json = payload.decode("utf-8")
             json.loads(event_json)
@@ -278,6 +286,19 @@ def _identity(config: dict[str, Any], qualifier: str) -> wire.FunctionIdentity:
         "log_group": f"/aws/lambda/{name}",
         "log_stream": f"{day}/[$LATEST]{uuid.uuid4().hex}",
     }
+
+
+def _request_too_large() -> ClientError:
+    limit = wire.LAMBDA_EVENT_MAX_BYTES
+    response: Any = {
+        "Error": {
+            "Code": "RequestEntityTooLargeException",
+            "Message": f"Request must be smaller than {limit} bytes for the "
+            "InvokeFunction operation",
+        },
+        "ResponseMetadata": {"HTTPStatusCode": 413},
+    }
+    return ClientError(response, "Invoke")
 
 
 def _invoke_result(outcome: Outcome) -> InvokeResult:

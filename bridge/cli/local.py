@@ -195,7 +195,11 @@ def _function_name(handler: str) -> str:
     "objects in BUCKET (created if missing) trigger it. Repeatable.",
 )
 @click.option(
-    "--timeout", default=3, show_default=True, help="The functions' timeout in seconds."
+    "--timeout",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 900),
+    help="The functions' timeout in seconds (Lambda's range, 1 to 900).",
 )
 @click.option(
     "--port",

@@ -219,7 +219,10 @@ def test_an_unreachable_endpoint_is_one_clear_line_and_exit_1() -> None:
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("mless: Connecting on http://127.0.0.1:9")
+    assert lines[0].startswith(
+        'mless: Could not connect to the endpoint URL: "http://127.0.0.1:9/". '
+    )
+    assert "--endpoint-url names a running endpoint" in lines[0]
 
 
 def test_debug_adds_the_traceback() -> None:

@@ -13,6 +13,7 @@ import string
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from reliability_support import wait_until
 
 from lambda_proxy import wire
@@ -52,7 +53,10 @@ def test_an_event_and_a_response_of_this_size_travel_byte_for_byte(
     name = deployed_function("reliability.sized", timeout_seconds=20)
     left_before = objects_in(local_cloud)
     blob = a_blob(size, seed=size)
-    event = json.dumps({"blob": blob, "seed": size, "response_bytes": size})
+    # As UTF-8 text: escaped to ASCII, the largest event would pass 6 MiB.
+    event = json.dumps(
+        {"blob": blob, "seed": size, "response_bytes": size}, ensure_ascii=False
+    )
 
     result = local_cloud.lambda_service.invoke(name, event.encode())
 
@@ -98,3 +102,21 @@ def test_a_response_one_byte_over_lambdas_limit_fails_with_lambdas_error(
         "Response payload size (6291557 bytes) exceeded maximum allowed payload "
         "size (6291556 bytes)."
     )
+
+
+def test_an_event_one_byte_over_lambdas_limit_is_refused_before_it_runs(
+    deployed_function, local_cloud, tmp_path
+):
+    name = deployed_function(
+        "reliability.record", environment={"RECORD_DIR": str(tmp_path)}
+    )
+    head, tail = b'{"id": "too-large", "blob": "', b'"}'
+    padding = wire.LAMBDA_EVENT_MAX_BYTES + 1 - len(head) - len(tail)
+    event = head + b"x" * padding + tail
+
+    with pytest.raises(ClientError) as refused:
+        local_cloud.lambda_service.invoke(name, event)
+
+    assert refused.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert not (tmp_path / "executions.log").exists()

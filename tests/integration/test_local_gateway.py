@@ -6,7 +6,9 @@ import json
 
 import boto3
 import pytest
+from click.testing import CliRunner
 
+from bridge.cli import main
 from bridge.local_gateway import LocalGateway, function_name
 
 
@@ -78,3 +80,10 @@ def test_invoking_a_function_that_does_not_exist_is_lambdas_not_found(gateway):
 
     with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
         lambda_client.invoke(FunctionName="no-such-function", Payload=b"{}")
+
+
+def test_mless_local_refuses_a_timeout_outside_lambdas_range():
+    result = CliRunner().invoke(main, ["local", "--function", "f", "--timeout", "0"])
+
+    assert result.exit_code == 2
+    assert "'--timeout': 0 is not in the range 1<=x<=900" in result.output
