@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import NoRegionError
 
 from bridge.poller import POLL_WAIT_SECONDS
 
@@ -25,6 +26,9 @@ _CONFIG = Config(
     connect_timeout=5,
     retries={"mode": "standard", "max_attempts": 5},
 )
+
+# The region of a local endpoint (the local cloud) when none is set.
+LOCAL_DEFAULT_REGION = "us-east-1"
 
 # The botocore loggers whose DEBUG lines show bodies, headers and signatures.
 WIRE_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth")
@@ -59,7 +63,17 @@ class Clients:
 
     @property
     def region(self) -> str:
-        return self.session.region_name or "us-east-1"
+        """The region of every client: the one given, else the credential chain's.
+
+        Against AWS itself a missing region is an error, as it is for the AWS
+        CLI: guessing one would deploy into, or serve, the wrong region. A
+        local endpoint answers in any region, so it gets us-east-1.
+        """
+        if self.session.region_name:
+            return self.session.region_name
+        if self.endpoint_url:
+            return LOCAL_DEFAULT_REGION
+        raise NoRegionError()
 
     def client(self, service: str) -> Any:
         """The shared client for one service (boto3 clients are thread-safe)."""

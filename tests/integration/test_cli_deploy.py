@@ -212,6 +212,25 @@ def test_no_credentials_is_one_clear_line_and_exit_2(
     ]
 
 
+def test_no_region_against_aws_is_one_clear_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    # AWS itself: no endpoint of the local cloud's, which has a region of
+    # its own.
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "MLESS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    result = mless("status")
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "mless: No AWS region is set: pass --region or set AWS_REGION."
+    ]
+
+
 def test_an_unreachable_endpoint_is_one_clear_line_and_exit_1() -> None:
     # Port 9 (discard) on loopback: nothing listens there on a test machine.
     result = mless("status", "--endpoint-url", "http://127.0.0.1:9")
