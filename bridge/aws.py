@@ -27,8 +27,8 @@ _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
 )
 
-# The region of a local endpoint (the local cloud) when none is set.
-LOCAL_DEFAULT_REGION = "us-east-1"
+# The region of the local cloud, and of any local endpoint when none is set.
+LOCAL_REGION = "us-east-1"
 
 # The botocore loggers whose DEBUG lines show bodies, headers and signatures.
 WIRE_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth")
@@ -72,7 +72,7 @@ class Clients:
         if self.session.region_name:
             return self.session.region_name
         if self.endpoint_url:
-            return LOCAL_DEFAULT_REGION
+            return LOCAL_REGION
         raise NoRegionError()
 
     def client(self, service: str) -> Any:

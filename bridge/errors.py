@@ -6,7 +6,7 @@
     │   ├── ConfigFileError     a template or mless.yaml is wrong; names file and key
     │   └── RecordNotFoundError no single recorded invocation matches an id
     ├── AwsError                an AWS call failed; names the call and the resource
-    │   └── AwsUnreachableError nothing answered at AWS's address or the endpoint's
+    ├── AwsUnreachableError     nothing answered at AWS's or the endpoint's address
     ├── LabAlreadyServingError  another lab serves the stack: stop that one first
     ├── AttachError             a function cannot be attached or restored as asked
     ├── BadMessageError         a message is unusable; the loop drops it and moves on
@@ -123,17 +123,14 @@ def from_botocore(exc: Exception) -> MlessError | None:
     return None
 
 
-class AwsUnreachableError(AwsError):
+class AwsUnreachableError(MlessError):
     """Nothing answered at AWS's address, or at the --endpoint-url given."""
 
     def __init__(self, detail: str) -> None:
-        MlessError.__init__(
-            self,
+        super().__init__(
             f"{detail}. Check the network and the region, or that --endpoint-url "
-            "names a running endpoint (`mless local` for the local cloud).",
+            "names a running endpoint (`mless local` for the local cloud)."
         )
-        self.operation = ""
-        self.resource = ""
 
 
 class BadMessageError(MlessError):

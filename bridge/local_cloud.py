@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bridge.aws import Clients
+from bridge.aws import LOCAL_REGION, Clients
 from bridge.deploy import deploy_stack, ensure_code_bucket
 from bridge.errors import AwsError, ConfigurationError
 from bridge.lambda_service import LambdaService
@@ -39,7 +39,6 @@ from bridge.stack import StackOutputs
 
 logger = logging.getLogger(__name__)
 
-LOCAL_REGION = "us-east-1"
 # moto accepts any credentials; these are the ones its documentation uses.
 LOCAL_CREDENTIALS = ("testing", "testing")
 SERVER_START_SECONDS = 30.0
